@@ -3,4 +3,4 @@
 from facetwin.model.ict import HeadModel, load_model
 from facetwin.model.locate import find_model_dir
 
-__all__ = ["HeadModel", "load_model", "find_model_dir"]
+__all__ = ["HeadModel", "find_model_dir", "load_model"]

@@ -1,0 +1,360 @@
+"""UV rasterisation, the left-right mirror map and texture completion on the ICT FaceKit tiles.
+
+Set ``FACETWIN_TEST_IMAGES=/some/dir`` to write the completion test images there as PNGs.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from facetwin.texture.complete import NEIGHBOUR_PAIRS, complete_texture, pad_texture
+from facetwin.texture.uvmap import (
+    mirror_texels,
+    texel_positions,
+    tile_triangles,
+    uv_raster,
+    uv_raster_reference,
+)
+
+SIZE = 256
+"""Tile size for most tests: a texel is about 1 mm on the face."""
+
+
+def _save_debug(name: str, images: list[np.ndarray]) -> None:
+    folder = os.environ.get("FACETWIN_TEST_IMAGES")
+    if not folder:
+        return
+    from PIL import Image
+
+    from facetwin.frames import linear_to_srgb
+
+    row = np.concatenate([linear_to_srgb(np.nan_to_num(im)) for im in images], axis=1)
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    Image.fromarray((row * 255 + 0.5).astype(np.uint8)).save(Path(folder) / f"{name}.png")
+
+
+def _texel_of_vertex(model, vertex: int, size: int) -> np.ndarray:
+    """Continuous texel (x, y) of a vertex in the face tile."""
+    face = model.material_faces(("M_Face",))
+    f, k = np.nonzero((model.faces == vertex) & face[:, None])
+    u, v = model.uvs[model.face_uv_ids[f[0], k[0]]]
+    return np.array([u * size, (1.0 - v) * size])
+
+
+# --- uv_raster ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("tile", [0, 1])
+@pytest.mark.parametrize("size", [40, 61])
+def test_uv_raster_matches_reference(model, tile, size):
+    fast = uv_raster(model, tile, size)
+    slow = uv_raster_reference(model, tile, size)
+    np.testing.assert_array_equal(fast.tri_id, slow.tri_id)
+    np.testing.assert_allclose(fast.bary, slow.bary, atol=1e-6)
+    assert fast.size == size and fast.tile == tile
+
+
+@pytest.mark.parametrize("tile", [0, 1])
+def test_uv_raster_texel_centres(model, tile):
+    """Barycentrics reproduce each texel centre: u = tile + (j + 0.5) / S, v = 1 - (i + 0.5) / S."""
+    uvr = uv_raster(model, tile, SIZE)
+    i, j = np.nonzero(uvr.valid)
+    corners = model.uvs[model.face_uv_ids[uvr.tri_id[i, j]]].astype(np.float64)  # (N, 3, 2)
+    uv = np.einsum("nk,nkd->nd", uvr.bary[i, j].astype(np.float64), corners)
+    np.testing.assert_allclose(uv[:, 0], tile + (j + 0.5) / SIZE, atol=1e-5)
+    np.testing.assert_allclose(uv[:, 1], 1.0 - (i + 0.5) / SIZE, atol=1e-5)
+    assert np.all(uvr.bary[i, j] >= 0.0)
+    np.testing.assert_allclose(uvr.bary[i, j].sum(axis=1), 1.0, atol=1e-5)
+    assert np.all(uvr.bary[~uvr.valid] == 0.0)
+
+
+def test_uv_raster_tiles_hold_skin_only(model):
+    face = uv_raster(model, 0, SIZE)
+    back = uv_raster(model, 1, SIZE)
+    names = np.array(model.material_names)
+    assert set(names[model.face_material[face.tri_id[face.valid]]]) == {"M_Face"}
+    assert set(names[model.face_material[back.tri_id[back.valid]]]) == {"M_BackHead"}
+    assert face.valid.mean() > 0.9, "the face island fills most of tile 0"
+    assert 0.5 < back.valid.mean() < 0.9
+    # The eye corner (landmark 36) lies on the face island, in the top half of the image (v > 0.5).
+    x, y = _texel_of_vertex(model, model.landmark68[36], SIZE)
+    assert face.valid[int(y), int(x)] and y < SIZE / 2
+
+
+def test_uv_raster_is_cached_and_read_only(model):
+    a = uv_raster(model, 0, 64)
+    assert uv_raster(model, 0, 64) is a
+    with pytest.raises(ValueError):
+        a.tri_id[0, 0] = 5
+
+
+def test_uv_raster_bad_arguments(model):
+    with pytest.raises(ValueError, match="tile"):
+        uv_raster(model, 2, 64)
+    with pytest.raises(ValueError, match="size"):
+        uv_raster(model, 0, 0)
+    with pytest.raises(ValueError, match="tile"):
+        tile_triangles(model, -1)
+
+
+def test_texel_positions(model):
+    uvr = uv_raster(model, 0, SIZE)
+    p = texel_positions(model, model.neutral, uvr)
+    assert p.shape == (SIZE, SIZE, 3) and p.dtype == np.float32
+    assert np.all(np.isnan(p[~uvr.valid])) and np.all(np.isfinite(p[uvr.valid]))
+    i, j = np.argwhere(uvr.valid)[1234]
+    expected = uvr.bary[i, j] @ model.neutral[model.faces[uvr.tri_id[i, j]]]
+    np.testing.assert_allclose(p[i, j], expected, atol=1e-5)
+    # Linear in the vertices.
+    np.testing.assert_allclose(
+        texel_positions(model, 2.0 * model.neutral, uvr)[uvr.valid], 2.0 * p[uvr.valid], atol=1e-4
+    )
+    with pytest.raises(ValueError, match="vertices"):
+        texel_positions(model, model.neutral[:10], uvr)
+
+
+# --- mirror_texels -----------------------------------------------------------------------------------
+
+
+def _nearest(field: np.ndarray, xy: np.ndarray) -> np.ndarray:
+    """Values of ``field`` (S, S, ...) at the texels containing the points ``xy`` (N, 2)."""
+    size = field.shape[0]
+    j = np.clip(np.floor(xy[:, 0]).astype(int), 0, size - 1)
+    i = np.clip(np.floor(xy[:, 1]).astype(int), 0, size - 1)
+    return field[i, j]
+
+
+@pytest.mark.parametrize("tile", [0, 1])
+def test_mirror_applied_twice_returns(model, tile):
+    uvr = uv_raster(model, tile, SIZE)
+    mirror = mirror_texels(model, tile, SIZE)
+    assert mirror.shape == (SIZE, SIZE, 2) and mirror.dtype == np.float32
+    assert np.all(np.isnan(mirror[~uvr.valid]))
+    ij = np.argwhere(uvr.valid)
+    back = _nearest(mirror, mirror[uvr.valid])
+    hit = np.isfinite(back[:, 0])
+    assert hit.mean() > 0.999
+    err = np.hypot(back[hit, 0] - (ij[hit, 1] + 0.5), back[hit, 1] - (ij[hit, 0] + 0.5))
+    assert np.quantile(err, 0.99) < 1.0 and err.max() < 2.0
+
+
+def test_mirror_is_the_reflected_surface_point(model):
+    uvr = uv_raster(model, 0, SIZE)
+    p = texel_positions(model, model.neutral, uvr)
+    mirror = mirror_texels(model, 0, SIZE)
+    reflected = p[uvr.valid] * np.array([-1.0, 1.0, 1.0], np.float32)
+    landed = _nearest(p, mirror[uvr.valid])
+    # Within a texel of the reflected point: a texel at 256 spans at most ~0.5 cm of the stretched neck.
+    dist = np.linalg.norm(landed - reflected, axis=1)
+    assert np.median(dist) < 0.05 and np.quantile(dist, 0.99) < 0.3
+
+
+@pytest.mark.parametrize("left, right", [(36, 45), (39, 42), (48, 54), (31, 35), (17, 26)])
+def test_mirror_maps_landmark_to_its_twin(model, left, right):
+    """Multi-PIE pairs: eye outer/inner corners, mouth corners, nostril wings, brow ends."""
+    size = 512
+    mirror = mirror_texels(model, 0, size)
+    a = _texel_of_vertex(model, model.landmark68[left], size)
+    b = _texel_of_vertex(model, model.landmark68[right], size)
+    assert abs(a[0] - b[0]) > 20, "the twins sit on opposite sides"
+    # The texel holding landmark a mirrors to within a texel of landmark b (plus the texel's own extent).
+    got = _nearest(mirror, a[None])[0]
+    assert np.linalg.norm(got - b) < 1.5
+
+
+def test_mirror_matches_dense_sampling_reference(model):
+    """Slow reference: the nearest of ~1.5M surface samples to the reflected point, and that sample's UV."""
+    from scipy.spatial import cKDTree
+
+    uvr = uv_raster(model, 0, SIZE)
+    mirror = mirror_texels(model, 0, SIZE)
+    tris = tile_triangles(model, 0)
+    levels = 12
+    a, b = np.meshgrid(np.arange(levels + 1), np.arange(levels + 1), indexing="ij")
+    keep = a + b <= levels
+    bary = np.stack([a[keep], b[keep], levels - a[keep] - b[keep]], axis=1) / levels  # (P, 3)
+    xyz = np.einsum("pk,tkd->tpd", bary, model.neutral[model.faces[tris]].astype(np.float64)).reshape(-1, 3)
+    uv = np.einsum("pk,tkd->tpd", bary, model.uvs[model.face_uv_ids[tris]].astype(np.float64)).reshape(-1, 2)
+    rng = np.random.default_rng(0)
+    texels = np.argwhere(uvr.valid)[rng.choice(int(uvr.valid.sum()), 400, replace=False)]
+    p = texel_positions(model, model.neutral, uvr)[texels[:, 0], texels[:, 1]].astype(np.float64)
+    _, nearest = cKDTree(xyz).query(p * np.array([-1.0, 1.0, 1.0]))
+    expected = np.stack([uv[nearest, 0] * SIZE, (1.0 - uv[nearest, 1]) * SIZE], axis=1)
+    err = np.linalg.norm(mirror[texels[:, 0], texels[:, 1]] - expected, axis=1)
+    # The reference's own error is half a sample spacing: up to ~0.4 texel where triangles are large.
+    assert np.median(err) < 0.15 and np.quantile(err, 0.95) < 0.5 and err.max() < 1.0
+
+
+def test_mirror_bad_arguments(model):
+    with pytest.raises(ValueError, match="tile"):
+        mirror_texels(model, 3, 64)
+
+
+# --- complete_texture --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def face_tile(model):
+    uvr = uv_raster(model, 0, SIZE)
+    p = np.nan_to_num(texel_positions(model, model.neutral, uvr))
+    return uvr.valid, mirror_texels(model, 0, SIZE), p
+
+
+def _symmetric_texture(p: np.ndarray) -> np.ndarray:
+    """A smooth colour field of (|x|, y, z): the same on both sides of the face."""
+    x, y, z = np.abs(p[..., 0]), p[..., 1], p[..., 2]
+    return np.stack(
+        [0.45 + 0.03 * np.sin(0.5 * x) + 0.01 * y, 0.3 + 0.02 * np.cos(0.4 * y) + 0.005 * x, 0.25 + 0.01 * z],
+        axis=-1,
+    ).astype(np.float32)
+
+
+def test_half_removed_is_restored_by_the_mirror(face_tile):
+    valid, mirror, p = face_tile
+    truth = _symmetric_texture(p)
+    confidence = (p[..., 0] < 0.0).astype(np.float32)  # the photo saw only the subject's right half
+    seen = np.where(confidence[..., None] > 0, truth, 0.0)
+    out = complete_texture(seen, confidence, mirror, valid, np.array([1.0, 0.0, 1.0]))
+    err = np.abs(out.texture_linear - truth)[valid]
+    _save_debug(
+        "half_removed", [seen, out.texture_linear, np.abs(out.texture_linear - truth) * 50 * valid[..., None]]
+    )
+    assert err.max() < 2e-3 and err.mean() < 1e-4
+    assert (out.confidence[valid] >= 0.5).mean() > 0.999
+    np.testing.assert_array_equal(out.texture_linear[~valid], 0.0)
+
+
+def test_seen_texels_are_kept(face_tile):
+    valid, mirror, p = face_tile
+    texture = np.random.default_rng(1).uniform(0, 1, (SIZE, SIZE, 3)).astype(np.float32)
+    confidence = np.clip(1.0 - np.abs(p[..., 1] + 2.0) / 6.0, 0.0, 1.0).astype(np.float32)
+    out = complete_texture(texture, confidence, mirror, valid, np.array([0.5, 0.4, 0.3]))
+    full = valid & (confidence == 1.0)
+    np.testing.assert_array_equal(out.texture_linear[full], texture[full])
+
+
+@pytest.mark.parametrize("solve_size, tol", [(SIZE, 1e-6), (64, 2e-4)])
+def test_constant_colour_fills_a_hole_exactly(face_tile, solve_size, tol):
+    """Exact on one grid (float32 rounding); the block solution plus relaxation is within 2e-4."""
+    valid, mirror, p = face_tile
+    colour = np.array([0.4, 0.3, 0.2], np.float32)
+    texture = np.broadcast_to(colour, (SIZE, SIZE, 3))
+    hole = valid & (np.hypot(p[..., 0], p[..., 1] + 1.0) < 3.0)  # nose and upper lip, both sides
+    confidence = np.where(hole, 0.0, 1.0).astype(np.float32)
+    far = np.array([1.0, 0.0, 1.0])
+    harmonic = complete_texture(
+        texture, confidence, mirror, valid, far, fallback_decay_uv=None, solve_size=solve_size
+    )
+    assert (harmonic.confidence[hole] < 0.5).mean() > 0.9, "the hole is unknown, bar its rim"
+    assert np.abs(harmonic.texture_linear[valid] - colour).max() < tol
+    same = complete_texture(texture, confidence, mirror, valid, colour, solve_size=solve_size)
+    assert np.abs(same.texture_linear[valid] - colour).max() < 1e-6
+
+
+def _boundary_jumps(out: np.ndarray, known: np.ndarray, unknown: np.ndarray) -> np.ndarray:
+    """|F_u - F_k| over the 4-neighbour edges between unknown and known texels."""
+    jumps = []
+    for a, b in NEIGHBOUR_PAIRS:
+        edge = (known[a] & unknown[b]) | (unknown[a] & known[b])
+        jumps.append(np.abs(out[a] - out[b])[edge].max(axis=-1))
+    return np.concatenate(jumps)
+
+
+def _edge_steps(texture: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """|T_i - T_j| over all 4-neighbour edges of valid texels: the texture's own texel-to-texel change."""
+    steps = []
+    for a, b in NEIGHBOUR_PAIRS:
+        steps.append(np.abs(texture[a] - texture[b])[valid[a] & valid[b]].max(axis=-1))
+    return np.concatenate(steps)
+
+
+@pytest.mark.parametrize("solve_size", [SIZE, 64])
+def test_fill_has_no_seam(face_tile, solve_size):
+    valid, mirror, p = face_tile
+    # A smooth texture, a hole on the midline that neither side saw, and a fallback colour far from the
+    # texture: a fill that ignored its surroundings would jump by ~0.6 at the hole's edge.
+    x, y, z = np.abs(p[..., 0]), p[..., 1], p[..., 2]
+    texture = np.stack([0.5 + 0.02 * x, 0.35 + 0.01 * y, 0.25 + 0.01 * z], axis=-1).astype(np.float32)
+    hole = valid & (np.hypot(p[..., 0], p[..., 1] + 1.0) < 3.0)
+    confidence = np.where(hole, 0.0, 1.0).astype(np.float32)
+    far = np.array([1.0, 0.0, 1.0])
+    steps = np.quantile(_edge_steps(texture, valid), 0.99)  # the texture's own change from texel to texel
+    out = complete_texture(
+        texture, confidence, mirror, valid, far, fallback_decay_uv=None, solve_size=solve_size
+    )
+    unknown = out.confidence < 0.5
+    jumps = _boundary_jumps(out.texture_linear, valid & ~unknown, valid & unknown)
+    assert jumps.max() < 3.0 * steps, (jumps.max(), steps)
+    # Harmonic, not the field itself (the nose bulges in z, |x| has a kink): close, not equal.
+    assert np.abs(out.texture_linear[hole] - texture[hole]).max() < 0.06
+    # With the default decay the fill turns towards the fallback, but smoothly: its slope at the edge is
+    # about |fallback - texture| / (decay in texels).
+    decayed = complete_texture(texture, confidence, mirror, valid, far, solve_size=solve_size)
+    _save_debug(
+        f"seamless_fill_{solve_size}", [np.where(hole[..., None], far, texture), decayed.texture_linear]
+    )
+    jumps = _boundary_jumps(decayed.texture_linear, valid & ~unknown, valid & unknown)
+    assert jumps.max() < steps + 2.0 * 0.8 / (0.1 * SIZE), jumps.max()
+
+
+def test_unseen_tile_is_the_fallback(model):
+    uvr = uv_raster(model, 1, 128)
+    mirror = mirror_texels(model, 1, 128)
+    fallback = np.array([0.42, 0.3, 0.24], np.float32)
+    texture = np.zeros((128, 128, 3), np.float32)
+    out = complete_texture(texture, np.zeros((128, 128), np.float32), mirror, uvr.valid, fallback)
+    np.testing.assert_allclose(
+        out.texture_linear[uvr.valid], np.broadcast_to(fallback, (int(uvr.valid.sum()), 3)), atol=1e-6
+    )
+    assert np.all(out.confidence == 0.0)
+
+
+def test_large_unseen_region_settles_to_fallback(face_tile):
+    valid, mirror, p = face_tile
+    colour = np.array([0.6, 0.45, 0.35], np.float32)
+    texture = np.broadcast_to(colour, (SIZE, SIZE, 3))
+    seen = p[..., 1] > 2.0  # only the forehead and eyes were seen; nothing from the nose down
+    fallback = np.array([0.3, 0.2, 0.15], np.float32)
+    out = complete_texture(texture, seen.astype(np.float32), mirror, valid, fallback)
+    unknown = valid & (out.confidence < 0.5)
+    # Continuous at the edge of what was seen (slope about |colour - fallback| / 25 texels) ...
+    assert _boundary_jumps(out.texture_linear, valid & ~unknown, unknown).max() < 0.3 / 25 * 2
+    # ... and the fallback tone on the neck, more than 5 decay lengths (10 cm) below.
+    far = valid & (p[..., 1] < -8.0)
+    assert np.abs(out.texture_linear[far] - fallback).max() < 0.01
+
+
+def test_complete_bad_inputs(face_tile):
+    valid, mirror, _ = face_tile
+    tex = np.zeros((SIZE, SIZE, 3), np.float32)
+    conf = np.ones((SIZE, SIZE), np.float32)
+    fb = np.zeros(3)
+    with pytest.raises(ValueError, match="texture_linear"):
+        complete_texture(tex[:, :-1], conf, mirror, valid, fb)
+    with pytest.raises(ValueError, match="confidence"):
+        complete_texture(tex, conf * 2.0, mirror, valid, fb)
+    with pytest.raises(ValueError, match="mirror"):
+        complete_texture(tex, conf, mirror[:-1], valid, fb)
+    with pytest.raises(ValueError, match="fallback_linear"):
+        complete_texture(tex, conf, mirror, valid, np.zeros(4))
+    with pytest.raises(ValueError, match="known_threshold"):
+        complete_texture(tex, conf, mirror, valid, fb, known_threshold=0.0)
+
+
+def test_pad_texture(face_tile):
+    valid, _, _ = face_tile
+    texture = np.random.default_rng(2).uniform(0, 1, (SIZE, SIZE, 3)).astype(np.float32)
+    padded = pad_texture(np.where(valid[..., None], texture, 0.0), valid)
+    np.testing.assert_array_equal(padded[valid], texture[valid])
+    # An invalid texel takes the colour of one of its nearest valid texels.
+    i, j = np.argwhere(~valid)[0]
+    vi, vj = np.nonzero(valid)
+    d2 = (vi - i) ** 2 + (vj - j) ** 2
+    nearest = np.flatnonzero(d2 == d2.min())
+    assert any(np.array_equal(padded[i, j], texture[vi[m], vj[m]]) for m in nearest)
+    with pytest.raises(ValueError, match="valid"):
+        pad_texture(texture, np.zeros((SIZE, SIZE), bool))
