@@ -217,7 +217,7 @@ def test_half_removed_is_restored_by_the_mirror(face_tile):
     valid, mirror, p = face_tile
     truth = _symmetric_texture(p)
     confidence = (p[..., 0] < 0.0).astype(np.float32)  # the photo saw only the subject's right half
-    seen = np.where(confidence[..., None] > 0, truth, 0.0)
+    seen = np.where(confidence[..., None] > 0, truth, np.nan)  # unseen texels are never read
     out = complete_texture(seen, confidence, mirror, valid, np.array([1.0, 0.0, 1.0]))
     err = np.abs(out.texture_linear - truth)[valid]
     _save_debug(

@@ -32,7 +32,9 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -140,7 +142,7 @@ def detect_faces(image_srgb: np.ndarray) -> Detection:
     height, width = image.shape[:2]
     pyramid = _Pyramid(_to_uint8(image))
     faces: list[Face] = []
-    with _LOCK:
+    with _LOCK, _native_stderr_silenced():
         graphs = _graphs()
         for prop in _propose(graphs, pyramid):
             if any(_inside_fraction(prop.box, f.box) > _COVERED_FRACTION for f in faces):
@@ -152,6 +154,26 @@ def detect_faces(image_srgb: np.ndarray) -> Detection:
     return Detection(width=width, height=height, faces=tuple(faces))
 
 
+@contextmanager
+def _native_stderr_silenced():
+    """Send file descriptor 2 to /dev/null while mediapipe runs.
+
+    Its C++ side (TFLite, absl, glog) writes info and warning lines straight to fd 2 on graph start-up and
+    first inference, which would break the CLI's promise of one clear line per problem. Python-level errors
+    are unaffected: they propagate as exceptions after fd 2 is restored.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 class _Graphs(NamedTuple):
     full_range: object  # mediapipe FaceDetection, model_selection=1 (192 px input, faces up to ~5 m)
     short_range: object  # mediapipe FaceDetection, model_selection=0 (128 px input, faces within ~2 m)
@@ -159,6 +181,7 @@ class _Graphs(NamedTuple):
 
 
 _GRAPHS: dict[int, _Graphs] = {}
+_WARMUP_PX = 64
 _LOCK = threading.Lock()
 
 
@@ -187,6 +210,11 @@ def _graphs() -> _Graphs:
                 min_tracking_confidence=_MESH_PRESENCE,
             ),
         )
+        # One blank run per graph finishes their lazy start-up now, while native stderr is silenced,
+        # instead of on a worker thread that would print after the silence ends.
+        blank = np.zeros((_WARMUP_PX, _WARMUP_PX, 3), dtype=np.uint8)
+        for graph in _GRAPHS[pid]:
+            graph.process(blank)
     return _GRAPHS[pid]
 
 

@@ -196,12 +196,7 @@ def reconstruct(
             "outlier_landmarks": int((fit.landmark_weights < 0.5 * fit.landmark_weights.max()).sum()),
         },
         "model": {"name": "ICT FaceKit", "sha256": model.source_sha256, "vertices": model.n_vertices},
-        "files": {
-            "glb": "avatar.glb",
-            "obj": "avatar.obj",
-            "mtl": "avatar.mtl",
-            "overlay": "renders/overlay.png",
-        },
+        "files": sorted(["avatar.glb", "renders/overlay.png", "report.json", *obj_files]),
         "versions": package_versions(),
     }
 

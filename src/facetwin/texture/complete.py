@@ -104,14 +104,16 @@ def _mirror_blend(texture, conf, valid, mirror, blended, c_b):  # pragma: no cov
                     for dj in range(2):
                         jj = min(max(j0 + dj, 0), w - 1)
                         wgt = wy * (tx if dj == 1 else 1.0 - tx) * conf[ii, jj]
-                        total += wgt
-                        for k in range(3):
-                            acc[k] += wgt * texture[ii, jj, k]
+                        if wgt > 0.0:
+                            total += wgt
+                            for k in range(3):
+                                acc[k] += wgt * texture[ii, jj, k]
             # (1 - c) c_m M = (1 - c) acc, since M = acc / c_m with c_m = total.
             cb = c + (1.0 - c) * total
             c_b[i, j] = cb
             for k in range(3):
-                blended[i, j, k] = (c * texture[i, j, k] + (1.0 - c) * acc[k]) / cb if cb > 0.0 else 0.0
+                own = c * texture[i, j, k] if c > 0.0 else 0.0
+                blended[i, j, k] = (own + (1.0 - c) * acc[k]) / cb if cb > 0.0 else 0.0
 
 
 @numba.njit(cache=True)
@@ -300,6 +302,8 @@ def _correction(
     solve_size: int,
 ) -> np.ndarray:
     """The correction H, (S, S, 3) float32: exact up to ``solve_size``, else solved on blocks and refined."""
+    from scipy.ndimage import binary_dilation, distance_transform_edt
+
     size = c_b.shape[0]
 
     def beta(grid: int) -> float:
@@ -322,8 +326,6 @@ def _correction(
     unknown_c = n_unknown > 0  # a block with any unknown texel is unknown; the others are known or empty
     known_c = (n_known > 0) & ~unknown_c
     h_c = _solve_correction(known_c, unknown_c, b_c, w_c, fallback, (1.0 - w_c) * beta(n))
-    from scipy.ndimage import binary_dilation, distance_transform_edt
-
     if unknown_c.any():
         # Continue H past the unknown blocks by their nearest value so that bilinear upsampling near the
         # boundary does not pull it towards 0.
@@ -359,7 +361,7 @@ def complete_texture(
 
     Args:
         texture_linear: (S, S, 3) linear colour per texel (e.g. albedo); only texels with confidence > 0
-            are read.
+            are read, so the others may hold anything, NaN included.
         confidence: (S, S) in [0, 1], how well the photo saw each texel (0: not at all).
         mirror: (S, S, 2) texel coordinates of each texel's mirror image
             (:func:`facetwin.texture.uvmap.mirror_texels`); NaN for none.

@@ -33,9 +33,11 @@ MAX_SIZE = 8192
 """Largest tile accepted: one (8192, 8192, 3) float32 image is already 800 MB."""
 MIRROR_SEARCH_CM = 0.05
 """The mirrored point of a texel is looked for on triangles within this distance of it (0.5 mm). The ICT
-neutral mesh is symmetric to 0.005 cm at its vertices; where the quads are split along the other diagonal,
-the mirrored surface lies off the mesh by far less than this. Texels whose mirror is farther than this from
-every candidate triangle fall back to a search over all the tile's triangles."""
+neutral mesh is symmetric to 0.005 cm at its vertices, but where a quad is split along the other diagonal
+the mirrored surface lies off the mesh: by at most 0.3 mm on the face tile (99 % of texels under 0.1 mm)
+and 0.6 mm on the back of the head. The few texels whose mirror is farther than this from every candidate
+triangle (0.02 % of tile 1) fall back to a search over all the tile's triangles, so the result is always
+the exact closest point."""
 _ON_SURFACE2 = 1e-10
 """Squared distance (cm^2) below which a mirrored point counts as on a triangle: the search stops there
 (0.1 micrometre)."""
@@ -367,7 +369,7 @@ def mirror_texels(model: HeadModel, tile: int = 0, size: int = DEFAULT_SIZE) -> 
     tile's surface closest to ``(-p_x, p_y, p_z)``: an exact point-triangle distance over the triangles near
     it, found with a KD-tree of triangle centres. The result is that point's UV as continuous texel
     coordinates. The map is derived from the mesh, so it is correct even where the UV layout is not
-    symmetric. Cached in memory; about 2 s at 2048 and 7 s at 4096 on 2 cores.
+    symmetric. Cached in memory; about 1 s at 2048 and 3 s at 4096 on 2 cores.
 
     Args:
         model: the head model.
