@@ -25,6 +25,7 @@ def facetwin(*args: str, env: dict | None = None, cwd: Path | None = None) -> su
         env={**os.environ, **(env or {})},
         cwd=cwd,
         timeout=300,
+        check=False,
     )
 
 

@@ -57,8 +57,8 @@ def test_known_answer_pose_shape_expression(model, points, yaw):
         assert abs(got[k] - want[k]) < 2.0, (k, got, want)
     # Projected Multi-PIE landmarks within 1 px on average of the true ones (face is ~300 px).
     truth68 = cam.project(verts[model.landmark68])
-    assert np.abs(fit.landmarks68_px - truth68).max() < 3.0
-    assert np.linalg.norm(fit.landmarks68_px - truth68, axis=1).mean() < 1.0
+    assert np.abs(fit.camera.project(fit.vertices[model.landmark68]) - truth68).max() < 3.0
+    assert np.linalg.norm(fit.camera.project(fit.vertices[model.landmark68]) - truth68, axis=1).mean() < 1.0
     assert np.all((fit.expression_weights >= 0) & (fit.expression_weights <= 1))
 
 
@@ -67,7 +67,7 @@ def test_unknown_focal_is_estimated(model, points):
     verts, cam, uv = _scene(model, points, rng, 20.0, noise_px=0.5)
     fit = fit_landmarks(model, points, uv, (WIDTH, HEIGHT))
     truth68 = cam.project(verts[model.landmark68])
-    assert np.linalg.norm(fit.landmarks68_px - truth68, axis=1).mean() < 1.0
+    assert np.linalg.norm(fit.camera.project(fit.vertices[model.landmark68]) - truth68, axis=1).mean() < 1.0
     assert _face_error_mm(model, fit.vertices, verts) < 3.0
 
 
@@ -135,3 +135,41 @@ def test_iris_landmarks_sit_on_the_eyes(model, points):
     for i in (468, 473):  # iris centres; the iris rim points may sit on the lids that cover it
         tris = np.flatnonzero((model.faces == points.vertex_ids[i][0]).any(axis=1))
         assert {int(m) for m in model.face_material[tris]} & eyes, f"iris landmark {i} not on an eyeball"
+
+
+def test_landmarks68_jaw_slides_towards_the_outline(model, points):
+    """At 45 degrees of yaw the far-side contour landmarks slide outwards, towards the outline, staying on
+    the head (they may slide at most BEHIND_CM over the surface, so not always all the way)."""
+    from facetwin.fit.landmarks68 import landmarks68_px
+    from facetwin.render.raster import rasterize
+
+    rng = np.random.default_rng(5)
+    verts, cam, _ = _scene(model, points, rng, 45.0, pitch=0.0, n_expr=0)
+    lm = landmarks68_px(model, verts, cam, points)
+    raster = rasterize(cam.to_camera(verts), model.faces[model.material_faces(("M_Face",))],
+                       cam.K, HEIGHT, WIDTH)
+    fixed = cam.project(verts[model.landmark68])
+    centre = cam.project(verts[model.landmark68].mean(axis=0, keepdims=True))[0]
+    # the side turned away from the camera: its ICT vertices project towards the face centre
+    far = [0, 1, 2, 3, 4, 5] if fixed[0, 0] > centre[0] else [11, 12, 13, 14, 15, 16]
+    moved_out = 0
+    for j in far:
+        x, y = lm[j].astype(int)
+        assert raster.tri_id[y, x] >= 0 or raster.tri_id[y, x - 1] >= 0, f"jaw landmark {j} is off the head"
+        moved_out += abs(lm[j, 0] - centre[0]) > abs(fixed[j, 0] - centre[0]) + 1.0
+    assert moved_out >= len(far) - 1  # the outline is outside the fixed vertices on that side
+
+
+def test_landmarks68_frontal_match_the_model_vertices(model, points):
+    """Frontal: inner points are ICT's own vertices; the jaw moves little; brows are on the brows."""
+    from facetwin.fit.landmarks68 import BROW_IDS, landmarks68_px
+
+    rng = np.random.default_rng(6)
+    verts, cam, _ = _scene(model, points, rng, 0.0, pitch=0.0, n_expr=0)
+    lm = landmarks68_px(model, verts, cam, points)
+    fixed = cam.project(verts[model.landmark68])
+    assert np.allclose(lm[27:], fixed[27:])
+    assert np.linalg.norm(lm[:17] - fixed[:17], axis=1).max() < 15.0  # under 1 cm: ICT's contour is near the outline
+    # brows: between the eyes' top and ICT's brow-ridge vertices, i.e. below the ridge, above the eyes
+    eye_top = fixed[[37, 38, 43, 44], 1].min()
+    assert np.all(lm[BROW_IDS, 1] > fixed[BROW_IDS, 1]) and np.all(lm[BROW_IDS, 1] < eye_top)

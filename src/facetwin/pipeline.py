@@ -102,6 +102,7 @@ def reconstruct(
     from facetwin.fit.correspondence import landmark_correspondence
     from facetwin.fit.geometry import rotation_angles_deg
     from facetwin.fit.landmarks import fit_landmarks
+    from facetwin.fit.landmarks68 import landmarks68_px
     from facetwin.io import atomic_output_dir, read_photo, write_png
     from facetwin.render.preview import render_overlay
 
@@ -138,6 +139,7 @@ def reconstruct(
             landmark_weights=weights,
             focal_px=focal,
         )
+        landmarks68 = landmarks68_px(model, fit.vertices, fit.camera, points)
 
     say("exporting")
     with timer.stage("export"):
@@ -154,7 +156,7 @@ def reconstruct(
             model.faces,
             fit.camera.K,
             face_mask=model.material_faces(("M_Face", "M_ScleraLeft", "M_ScleraRight", "M_IrisLeft", "M_IrisRight")),
-            points_px=fit.landmarks68_px,
+            points_px=landmarks68,
         )
 
     residual = fit.residual_px[np.isfinite(fit.residual_px)]
@@ -181,7 +183,7 @@ def reconstruct(
             "OpenCV camera (x right, y down, z forward); pixels with the top-left corner at (0, 0)",
         },
         "head_pose_deg": rotation_angles_deg(fit.camera.R),
-        "landmarks68": np.round(fit.landmarks68_px, 3).tolist(),
+        "landmarks68": np.round(landmarks68, 3).tolist(),
         "identity_coeffs": np.round(fit.identity_coeffs, 5).tolist(),
         "expression_weights": {
             n: round(float(w), 5) for n, w in zip(model.expression_names, fit.expression_weights)

@@ -68,7 +68,6 @@ class Fit:
         identity_coeffs: (100,) float32, in standard deviations.
         expression_weights: (53,) float32 in [0, 1], ``HeadModel.expression_names`` order.
         vertices: (V, 3) float32, centimetres, head frame, identity and expression applied.
-        landmarks68_px: (68, 2) float64 model landmarks projected into the photo, Multi-PIE order.
         residual_px: (N,) float64 distance of each fitted landmark from its detection, pixels.
         landmark_weights: (N,) float64 final robust weight of each landmark (0..1).
         face_size_px: float, sqrt of the area of the detected landmarks' box.
@@ -78,7 +77,6 @@ class Fit:
     identity_coeffs: np.ndarray
     expression_weights: np.ndarray
     vertices: np.ndarray
-    landmarks68_px: np.ndarray
     residual_px: np.ndarray
     landmark_weights: np.ndarray
     face_size_px: float
@@ -188,7 +186,6 @@ def fit_landmarks(
         identity_coeffs=identity,
         expression_weights=expression,
         vertices=verts,
-        landmarks68_px=camera.project(verts[model.landmark68]),
         residual_px=residual,
         landmark_weights=robust_weights(state),
         face_size_px=face_size,

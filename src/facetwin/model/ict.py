@@ -211,8 +211,7 @@ def import_model(model_dir: Path) -> HeadModel:
 def _to_npz_dict(model: HeadModel) -> dict[str, np.ndarray]:
     out = {}
     for f in fields(HeadModel):
-        val = getattr(model, f.name)
-        out[f.name] = np.asarray(val) if not isinstance(val, str) else np.asarray(val)
+        out[f.name] = np.asarray(getattr(model, f.name))
     return out
 
 

@@ -96,6 +96,7 @@ def fetch_model(archive: str | os.PathLike | None = None) -> Path:
                 ["git", "clone", "--depth", "1", ICT_REPO_URL, str(tmp / "repo")],
                 capture_output=True,
                 text=True,
+                check=False,
             )
             if proc.returncode != 0:
                 last = (proc.stderr.strip().splitlines() or ["unknown error"])[-1]

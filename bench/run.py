@@ -1,0 +1,110 @@
+"""facetwin benchmark: per-stage median seconds and peak memory on the shared photos, plus landmark NME.
+
+usage: python bench/run.py [--shared ../shared] [--repeats 3] [--out bench/results]
+Writes bench/results/bench.json and bench/results/bench.md (a table). Not a test: nothing here asserts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff"}
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--shared", type=Path, default=Path("../shared"))
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--out", type=Path, default=Path("bench/results"))
+    ap.add_argument("--texture-sizes", type=int, nargs="*", default=None,
+                    help="albedo sizes to time (default: whatever reconstruct supports: 2048 4096)")
+    args = ap.parse_args()
+
+    from facetwin.model import load_model
+    from facetwin.pipeline import reconstruct
+
+    t0 = time.perf_counter()
+    model = load_model()
+    model_load_s = time.perf_counter() - t0
+    args.out.mkdir(parents=True, exist_ok=True)
+    photos = sorted(p for p in (args.shared / "photos").iterdir() if p.suffix.lower() in PHOTO_SUFFIXES)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        # warm-up: numba JIT, mediapipe graphs, correspondence cache
+        reconstruct(photos[0], Path(tmp) / "warmup", model)
+        for photo in photos:
+            stage_runs: dict[str, list[float]] = {}
+            error = None
+            for k in range(args.repeats):
+                try:
+                    res = reconstruct(photo, Path(tmp) / f"{photo.stem}_{k}", model)
+                except Exception as exc:  # noqa: BLE001 - a failing photo is a benchmark row too
+                    error = f"{type(exc).__name__}: {exc}"
+                    break
+                for stage, sec in res.report["timings"].items():
+                    stage_runs.setdefault(stage, []).append(sec)
+            row = {"photo": photo.name, "error": error,
+                   "median_s": {s: round(statistics.median(v), 4) for s, v in stage_runs.items()}}
+            if error is None:
+                row["faces"] = len(res.report["faces"])
+                row["size"] = [res.report["input"]["width"], res.report["input"]["height"]]
+                det_fit = [d + f for d, f in zip(stage_runs["detect"], stage_runs["fit"])]
+                row["median_s"]["detect+fit"] = round(statistics.median(det_fit), 4)
+            rows.append(row)
+            print(f"{photo.name:32s} " + ("ERROR " + error if error else
+                  " ".join(f"{s}={v:.3f}" for s, v in row["median_s"].items())), flush=True)
+
+    # Landmark accuracy on annotated photos, scored by the shared script.
+    nme = {}
+    gt_dir = args.shared / "bench" / "landmarks68"
+    if gt_dir.is_dir():
+        nme_out = args.out / "landmarks68"
+        images = sorted(p for p in gt_dir.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES)
+        for img in images:
+            try:
+                reconstruct(img, nme_out / img.stem, model)
+            except Exception as exc:  # noqa: BLE001
+                print(f"{img.name}: {type(exc).__name__}: {exc}")
+        proc = subprocess.run([sys.executable, str(args.shared / "bench" / "nme.py"), str(gt_dir), str(nme_out),
+                               "4.0", "facetwin"], capture_output=True, text=True)
+        nme = {"summary": proc.stdout.strip(), "passed_bar": proc.returncode == 0}
+        print(nme["summary"])
+
+    result = {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {"python": platform.python_version(), "cpu_count": __import__("os").cpu_count(),
+                    "platform": platform.platform()},
+        "repeats": args.repeats,
+        "model_load_s": round(model_load_s, 3),
+        "peak_rss_mb": round(_peak_rss_mb(), 1),
+        "photos": rows,
+        "nme_landmarks68": nme,
+    }
+    (args.out / "bench.json").write_text(json.dumps(result, indent=1))
+    stages = sorted({s for r in rows for s in r["median_s"]}, key=lambda s: (s == "total", s))
+    lines = ["| photo | " + " | ".join(stages) + " |", "|---" * (len(stages) + 1) + "|"]
+    for r in rows:
+        lines.append(f"| {r['photo']} | " + " | ".join(f"{r['median_s'].get(s, float('nan')):.3f}" for s in stages)
+                     + " |" + (f" {r['error']}" if r["error"] else ""))
+    lines += ["", f"peak RSS {result['peak_rss_mb']} MB; model load {result['model_load_s']} s; "
+              f"median of {args.repeats} runs, seconds", "", nme.get("summary", "")]
+    (args.out / "bench.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
