@@ -40,7 +40,7 @@ chromium:
 	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
 
 test: venv node model chromium
-	FACETWIN_SHARED=$(abspath $(SHARED)) $(BIN)/python -m pytest -q -n 2 --dist loadgroup
+	FACETWIN_SHARED=$(abspath $(SHARED)) $(BIN)/python -m pytest -q -n 2
 
 bench: venv model
 	FACETWIN_SHARED=$(abspath $(SHARED)) $(BIN)/python bench/run.py --shared $(SHARED)
