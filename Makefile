@@ -30,10 +30,10 @@ model: venv
 	$(BIN)/facetwin model import
 
 demo: venv node model
-	$(BIN)/python -c "import skimage.data, PIL.Image; PIL.Image.fromarray(skimage.data.astronaut()).save('$(OUT)/astronaut.png')" 2>/dev/null || \
-	  (mkdir -p $(OUT) && $(BIN)/python -c "import skimage.data, PIL.Image; PIL.Image.fromarray(skimage.data.astronaut()).save('$(OUT)/astronaut.png')")
-	$(BIN)/facetwin reconstruct $(OUT)/astronaut.png -o $(OUT)/astronaut --force
-	@echo "demo output: $(OUT)/astronaut  (open it with: $(BIN)/facetwin view $(OUT)/astronaut)"
+	@mkdir -p $(OUT)/samples
+	$(BIN)/python -c "import skimage.data, PIL.Image; PIL.Image.fromarray(skimage.data.astronaut()).save('$(OUT)/samples/astronaut.png')"
+	$(BIN)/facetwin reconstruct $(OUT)/samples/astronaut.png -o $(OUT)
+	@echo "demo output: $(OUT)/astronaut/  (look at it: $(BIN)/facetwin view $(OUT)/astronaut)"
 
 # Debian's Chromium drives the viewer's browser tests (no browser download).
 chromium:
