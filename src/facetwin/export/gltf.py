@@ -27,6 +27,7 @@ Layout of the file ``build_glb`` returns:
 
 from __future__ import annotations
 
+import functools
 import json
 import struct
 from collections.abc import Mapping
@@ -38,6 +39,7 @@ from facetwin import __version__
 from facetwin.camera import Camera
 from facetwin.frames import CM_TO_M, linear_to_srgb, opencv_to_opengl_camera, srgb_to_linear, uv_to_gltf
 from facetwin.model.ict import HeadModel
+from facetwin.render.shade import vertex_normals
 
 GENERATOR = f"facetwin {__version__}"
 """``asset.generator`` of the exported files."""
@@ -172,6 +174,7 @@ def _radius_grid(size: int) -> tuple[np.ndarray, np.ndarray]:
     return np.hypot(du, dv), np.arctan2(dv, du)
 
 
+@functools.lru_cache(maxsize=16)
 def builtin_texture_png(kind: str, colour_srgb: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> bytes:
     """A small procedural RGBA texture for an ICT material that looks wrong as a flat colour.
 
@@ -270,18 +273,9 @@ def smooth_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     Returns:
         (V, 3) float32 unit normals (glTF requires unit length for every ``NORMAL``).
     """
-    v = np.asarray(vertices, dtype=np.float64)
-    f = np.asarray(faces, dtype=np.int64)
-    fn = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])
-    n = np.zeros_like(v)
-    for corner in range(3):
-        for axis in range(3):
-            n[:, axis] += np.bincount(f[:, corner], weights=fn[:, axis], minlength=v.shape[0])
-    length = np.linalg.norm(n, axis=1)
-    bad = length <= np.finfo(np.float64).tiny
-    n[bad] = (0.0, 0.0, 1.0)
-    length[bad] = 1.0
-    return (n / length[:, None]).astype(np.float32)
+    n = vertex_normals(np.asarray(vertices, dtype=np.float64), faces)
+    n[np.linalg.norm(n, axis=1) < 0.5] = (0.0, 0.0, 1.0)  # in no triangle: vertex_normals leaves it zero
+    return n.astype(np.float32)
 
 
 def check_vertices(model: HeadModel, vertices: np.ndarray, what: str) -> np.ndarray:
