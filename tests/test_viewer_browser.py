@@ -543,7 +543,9 @@ def test_real_result(browser, real_result, model, shots):
         assert pg.page.locator("input[type=range][data-target]").count() == 53
         report = json.loads((real_result / "report.json").read_text())
         pg.js("window.facetwin.setView('fitted')")
-        uv = np.array(pg.js("ids => window.facetwin.projectVertices(ids)", model.landmark68.tolist()))
+        surface = report["landmarks68_surface"]
+        uv = np.array(pg.js("([ids, b]) => window.facetwin.projectSurfacePoints(ids, b)",
+                            [surface["vertex_ids"], surface["bary"]]))
         err = np.linalg.norm(uv - np.array(report["landmarks68"]), axis=1)
         assert err.max() < REAL_LANDMARK_TOL_PX, err.max()
         pg.page.check("#show-lm68")

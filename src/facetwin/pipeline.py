@@ -102,7 +102,7 @@ def reconstruct(
     from facetwin.fit.correspondence import landmark_correspondence
     from facetwin.fit.geometry import rotation_angles_deg
     from facetwin.fit.landmarks import fit_landmarks
-    from facetwin.fit.landmarks68 import landmarks68_px
+    from facetwin.fit.landmarks68 import landmarks68_surface
     from facetwin.io import atomic_output_dir, read_photo, write_png
     from facetwin.render.preview import render_overlay
 
@@ -139,7 +139,8 @@ def reconstruct(
             landmark_weights=weights,
             focal_px=focal,
         )
-        landmarks68 = landmarks68_px(model, fit.vertices, fit.camera, points)
+        surface68 = landmarks68_surface(model, fit.vertices, fit.camera, points)
+        landmarks68 = fit.camera.project(surface68.evaluate(fit.vertices))
 
     say("exporting")
     with timer.stage("export"):
@@ -184,6 +185,11 @@ def reconstruct(
         },
         "head_pose_deg": rotation_angles_deg(fit.camera.R),
         "landmarks68": np.round(landmarks68, 3).tolist(),
+        "landmarks68_surface": {
+            "vertex_ids": surface68.vertex_ids.tolist(),
+            "bary": np.round(surface68.bary, 6).tolist(),
+            "about": "each landmark is bary-weighted ICT vertices of the fitted mesh, projected with camera",
+        },
         "identity_coeffs": np.round(fit.identity_coeffs, 5).tolist(),
         "expression_weights": {
             n: round(float(w), 5) for n, w in zip(model.expression_names, fit.expression_weights)

@@ -60,6 +60,43 @@ def jaw_candidates(model: HeadModel) -> tuple[np.ndarray, ...]:
     return tuple(out)
 
 
+def landmarks68_surface(
+    model: HeadModel,
+    vertices: np.ndarray,
+    camera: Camera,
+    points: SurfacePoints,
+    candidates: tuple[np.ndarray, ...] | None = None,
+) -> SurfacePoints:
+    """Where on the fitted surface the 68 landmarks are, seen from ``camera`` (module docstring).
+
+    Args:
+        model: the head model.
+        vertices: (V, 3) fitted mesh, centimetres, head frame.
+        camera: the fitted camera (the jaw outline depends on the view).
+        points: the 478-point correspondence (for the brows).
+        candidates: :func:`jaw_candidates` of ``model`` (computed when None).
+
+    Returns:
+        68 :class:`SurfacePoints`, Multi-PIE order; ``camera.project(result.evaluate(vertices))`` are the
+        landmarks in the photo.
+    """
+    cands = jaw_candidates(model) if candidates is None else candidates
+    ids = np.repeat(model.landmark68.astype(np.int64)[:, None], 3, axis=1)
+    bary = np.tile([1.0, 0.0, 0.0], (68, 1))
+    brows = list(UPPER_BROW_LANDMARKS)
+    ids[BROW_IDS], bary[BROW_IDS] = points.vertex_ids[brows], points.bary[brows]
+    # Image direction of the head's +x axis (towards the subject's left) at the head's centre.
+    centre = vertices[model.landmark68].mean(axis=0)
+    axis_px = camera.project(np.stack([centre, centre + np.array([1.0, 0.0, 0.0])]))
+    direction = (axis_px[1] - axis_px[0]) / np.linalg.norm(axis_px[1] - axis_px[0])
+    for j, cand in zip(JAW_IDS, cands):
+        if cand.size == 1:
+            continue
+        along = camera.project(vertices[cand]) @ direction
+        ids[j] = cand[np.argmax(np.sign(model.neutral[cand[0], 0]) * along)]
+    return SurfacePoints(vertex_ids=ids, bary=bary)
+
+
 def landmarks68_px(
     model: HeadModel,
     vertices: np.ndarray,
@@ -67,31 +104,6 @@ def landmarks68_px(
     points: SurfacePoints,
     candidates: tuple[np.ndarray, ...] | None = None,
 ) -> np.ndarray:
-    """Project the 68 landmarks of a fitted head into the photo (module docstring for the rules).
-
-    Args:
-        model: the head model.
-        vertices: (V, 3) fitted mesh, centimetres, head frame.
-        camera: the fitted camera.
-        points: the 478-point correspondence (for the brows).
-        candidates: :func:`jaw_candidates` of ``model`` (computed when None).
-
-    Returns:
-        (68, 2) float64 pixels of the photo, Multi-PIE order.
-    """
-    cands = jaw_candidates(model) if candidates is None else candidates
-    out = camera.project(vertices[model.landmark68])
-    brow = SurfacePoints(points.vertex_ids[list(UPPER_BROW_LANDMARKS)], points.bary[list(UPPER_BROW_LANDMARKS)])
-    out[BROW_IDS] = camera.project(brow.evaluate(vertices))
-    # Image direction of the head's +x axis (towards the subject's left) at the head's centre.
-    centre = vertices[model.landmark68].mean(axis=0)
-    axis_px = camera.project(np.stack([centre, centre + np.array([1.0, 0.0, 0.0])]))
-    direction = (axis_px[1] - axis_px[0]) / np.linalg.norm(axis_px[1] - axis_px[0])
-    for j, ids in zip(JAW_IDS, cands):
-        if ids.size == 1:
-            continue
-        uv = camera.project(vertices[ids])
-        along = uv @ direction
-        side = np.sign(model.neutral[ids[0], 0])
-        out[j] = uv[np.argmax(side * along)]
-    return out
+    """(68, 2) float64 pixels of the photo, Multi-PIE order: :func:`landmarks68_surface` projected."""
+    surface = landmarks68_surface(model, vertices, camera, points, candidates)
+    return camera.project(surface.evaluate(vertices))

@@ -669,6 +669,15 @@ export async function showViewer(main, site, item) {
       const p = vertexPositions(ids);
       return p && hasCamera ? project(p) : null;
     },
+    // Points on the surface, each given by 3 ICT vertex ids and barycentric weights (report.json's
+    // landmarks68_surface): the posed points are blended in 3D, then projected, as the pipeline does.
+    projectSurfacePoints: (vertexIds, bary) => {
+      const p = vertexPositions(vertexIds.flat());
+      if (!p || !hasCamera || p.some((x) => x === null)) return null;
+      const pts = vertexIds.map((_, k) => [0, 1, 2].map((axis) =>
+        bary[k][0] * p[3 * k][axis] + bary[k][1] * p[3 * k + 1][axis] + bary[k][2] * p[3 * k + 2][axis]));
+      return project(pts);
+    },
     snapshot,
     composite: async () => (await composite()).toDataURL('image/png'),
     setOption(k, v) {
