@@ -173,3 +173,21 @@ def test_landmarks68_frontal_match_the_model_vertices(model, points):
     # brows: between the eyes' top and ICT's brow-ridge vertices, i.e. below the ridge, above the eyes
     eye_top = fixed[[37, 38, 43, 44], 1].min()
     assert np.all(lm[BROW_IDS, 1] > fixed[BROW_IDS, 1]) and np.all(lm[BROW_IDS, 1] < eye_top)
+
+
+def test_antagonist_blendshapes_are_not_both_on(model, points):
+    """A smile is fitted as a smile, not as smile plus frown of the same mouth corner."""
+    rng = np.random.default_rng(9)
+    names = model.expression_names
+    alpha = rng.normal(0.0, 1.0, 100).astype(np.float32)
+    w = np.zeros(53, np.float32)
+    w[[names.index("mouthSmile_L"), names.index("mouthSmile_R")]] = 0.8
+    verts = model.vertices(alpha, w)
+    cam = Camera(intrinsics(FOCAL, WIDTH, HEIGHT), np.diag([1.0, -1.0, -1.0]), np.array([0.0, 0.0, 70.0]),
+                 WIDTH, HEIGHT)
+    uv = cam.project(points.evaluate(verts)) + rng.normal(0.0, 1.0, (points.bary.shape[0], 2))
+    fit = fit_landmarks(model, points, uv, (WIDTH, HEIGHT), focal_px=FOCAL)
+    got = dict(zip(names, fit.expression_weights))
+    for side in ("L", "R"):
+        assert got[f"mouthSmile_{side}"] > 0.5
+        assert got[f"mouthSmile_{side}"] * got[f"mouthFrown_{side}"] < 0.05

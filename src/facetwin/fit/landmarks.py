@@ -47,6 +47,8 @@ class FitOptions:
         identity_prior: weight of ``|alpha|^2`` relative to landmark residuals (face-size units).
         expression_prior: weight of ``|w|^2``; keeps unobserved blendshapes at 0.
         focal_prior: weight of ``(log f - log f0)^2``; strong when f came from EXIF.
+        antagonist_prior: weight of ``(w_a * w_b)^2`` for blendshapes that undo each other (smile and frown
+            of one mouth corner, ...): landmarks cannot tell "both half on" from "neither", animators can.
         cauchy_scale: residual (fraction of face size) at which a landmark's weight halves.
         iterations: LM iterations after the rigid initialisation.
     """
@@ -55,6 +57,7 @@ class FitOptions:
     identity_prior: float = 1e-4
     expression_prior: float = 1e-4
     focal_prior: float = 1e-3
+    antagonist_prior: float = 0.05
     cauchy_scale: float = 0.02
     iterations: int = 30
 
@@ -163,6 +166,8 @@ def fit_landmarks(
         ),
         log_f0=np.log(f0),
         sqrt_focal=np.sqrt(focal_weight),
+        antagonists=_antagonist_pairs(model, k_id),
+        sqrt_antagonist=np.sqrt(options.antagonist_prior),
     )
     state = _State(R=R0, t=t0, log_f=np.log(f0), coeffs=np.zeros(k_id + n_ex))
 
@@ -190,6 +195,34 @@ def fit_landmarks(
         landmark_weights=robust_weights(state),
         face_size_px=face_size,
     )
+
+
+ANTAGONISTS = (
+    ("mouthSmile_L", "mouthFrown_L"),
+    ("mouthSmile_R", "mouthFrown_R"),
+    ("jawLeft", "jawRight"),
+    ("mouthLeft", "mouthRight"),
+    ("eyeLookIn_L", "eyeLookOut_L"),
+    ("eyeLookIn_R", "eyeLookOut_R"),
+    ("eyeLookUp_L", "eyeLookDown_L"),
+    ("eyeLookUp_R", "eyeLookDown_R"),
+    ("eyeWide_L", "eyeBlink_L"),
+    ("eyeWide_R", "eyeBlink_R"),
+    ("browDown_L", "browInnerUp_L"),
+    ("browDown_R", "browInnerUp_R"),
+    ("browDown_L", "browOuterUp_L"),
+    ("browDown_R", "browOuterUp_R"),
+    ("mouthPucker", "mouthStretch_L"),
+    ("mouthPucker", "mouthStretch_R"),
+)
+"""Blendshape pairs that move the same features in opposite directions."""
+
+
+def _antagonist_pairs(model: HeadModel, offset: int) -> np.ndarray:
+    """(P, 2) coefficient indices (expression index + ``offset``) of :data:`ANTAGONISTS` in the model."""
+    names = model.expression_names
+    pairs = [(names.index(a), names.index(b)) for a, b in ANTAGONISTS if a in names and b in names]
+    return np.asarray(pairs, dtype=np.int64).reshape(-1, 2) + offset
 
 
 @dataclass(frozen=True)
@@ -227,6 +260,8 @@ class _Problem:
     sqrt_prior: np.ndarray  # (K + E,) square roots of the coefficient prior weights
     log_f0: float
     sqrt_focal: float
+    antagonists: np.ndarray  # (P, 2) coefficient indices of blendshapes that undo each other
+    sqrt_antagonist: float
 
     def points_cam(self, s: _State) -> np.ndarray:
         k = self.b_id.shape[2]
@@ -239,8 +274,14 @@ class _Problem:
 
     def residuals(self, s: _State, w_sqrt: np.ndarray) -> np.ndarray:
         r_lm = (self.project(s) - self.obs) / self.scale * w_sqrt[:, None]
+        a, b = self.antagonists.T
         return np.concatenate(
-            [r_lm.reshape(-1), self.sqrt_prior * s.coeffs, [self.sqrt_focal * (s.log_f - self.log_f0)]]
+            [
+                r_lm.reshape(-1),
+                self.sqrt_prior * s.coeffs,
+                [self.sqrt_focal * (s.log_f - self.log_f0)],
+                self.sqrt_antagonist * s.coeffs[a] * s.coeffs[b],
+            ]
         )
 
     def jacobian(self, s: _State, w_sqrt: np.ndarray, n_free: int) -> np.ndarray:
@@ -269,7 +310,13 @@ class _Problem:
         if n_free > 7:
             J_prior[np.arange(n_coef), 7 + np.arange(n_coef)] = self.sqrt_prior
         J_prior[n_coef, 6] = self.sqrt_focal
-        return np.concatenate([J_lm.reshape(2 * n, n_free), J_prior])
+        J_pair = np.zeros((self.antagonists.shape[0], n_free))
+        if n_free > 7:
+            a, b = self.antagonists.T
+            rows = np.arange(a.size)
+            J_pair[rows, 7 + a] = self.sqrt_antagonist * s.coeffs[b]
+            J_pair[rows, 7 + b] = self.sqrt_antagonist * s.coeffs[a]
+        return np.concatenate([J_lm.reshape(2 * n, n_free), J_prior, J_pair])
 
 
 LM_MU_INIT = 1e-3
