@@ -72,7 +72,8 @@ def test_batch_with_bad_inputs(tmp_path, bad_inputs, photos_dir):
     good = photos_dir / "astronaut.png"
     bad = list(bad_inputs.values())
     out = tmp_path / "out"
-    r = facetwin("reconstruct", str(bad[0]), str(good), *map(str, bad[1:]), "-o", str(out), "--log-json")
+    r = facetwin("reconstruct", str(bad[0]), str(good), *map(str, bad[1:]), "-o", str(out), "--log-json",
+                 "--texture-size", "0")
     assert r.returncode == 1
     assert "Traceback" not in r.stderr
     lines = r.stderr.strip().splitlines()
@@ -99,7 +100,8 @@ def test_batch_with_bad_inputs(tmp_path, bad_inputs, photos_dir):
 def test_unwritable_output(tmp_path, photos_dir):
     blocker = tmp_path / "file"
     blocker.write_text("a file where a folder should be")
-    r = facetwin("reconstruct", str(photos_dir / "bryan_small_glasses.png"), "-o", str(blocker / "out"))
+    r = facetwin("reconstruct", str(photos_dir / "bryan_small_glasses.png"), "-o", str(blocker / "out"),
+                 "--texture-size", "0")
     assert r.returncode == 1
     assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
     assert not (blocker.parent / "out").exists()
@@ -113,7 +115,8 @@ def test_face_index_out_of_range(tmp_path, photos_dir):
 
 
 def test_choose_face_and_list_all(tmp_path, photos_dir):
-    r = facetwin("reconstruct", str(photos_dir / "laos.jpg"), "-o", str(tmp_path), "--face", "1")
+    r = facetwin("reconstruct", str(photos_dir / "laos.jpg"), "-o", str(tmp_path), "--face", "1",
+                 "--texture-size", "0")
     assert r.returncode == 0, r.stderr
     report = json.loads((tmp_path / "laos" / "report.json").read_text())
     assert len(report["faces"]) == 2 and report["selected_face"] == 1
@@ -138,7 +141,13 @@ def test_rerun_replaces_a_result_atomically(tmp_path, photos_dir):
     photo = tmp_path / "p.png"
     shutil.copy(photos_dir / "bryan_small_glasses.png", photo)
     for _ in range(2):
-        r = facetwin("reconstruct", str(photo), "-o", str(tmp_path / "out"))
+        r = facetwin("reconstruct", str(photo), "-o", str(tmp_path / "out"), "--texture-size", "0")
         assert r.returncode == 0, r.stderr
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["p"]
     assert r.stdout.strip() == str(tmp_path / "out" / "p")
+
+
+def test_texture_size_is_checked(tmp_path, photos_dir):
+    r = facetwin("reconstruct", str(photos_dir / "astronaut.png"), "-o", str(tmp_path), "--texture-size", "5000")
+    assert r.returncode == 1 and "--texture-size" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []

@@ -56,6 +56,8 @@ def reconstruct(
     face: Annotated[int | None, typer.Option("--face", help="Which face (0 = largest); default the largest.")] = None,
     model: Annotated[Path | None, typer.Option("--model", help="ICT FaceKit folder (else $FACETWIN_MODEL, then the cache).")] = None,
     focal: Annotated[float | None, typer.Option("--focal", help="Focal length in pixels (overrides EXIF).")] = None,
+    texture_size: Annotated[int, typer.Option("--texture-size", help="Albedo map texels per side, up to 4096; 0 = geometry only.")] = 2048,
+    albedo_16bit: Annotated[bool, typer.Option("--albedo-16bit", help="Write textures/albedo*.png with 16 bits per channel.")] = False,
     log_json: Annotated[bool, typer.Option("--log-json", help="One JSON line per photo on stdout.")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of unexpected errors.")] = False,
 ) -> None:
@@ -65,6 +67,10 @@ def reconstruct(
     from facetwin.model import load_model
     from facetwin.pipeline import reconstruct as run
 
+    if texture_size != 0 and not 256 <= texture_size <= 4096:
+        _fail(f"--texture-size must be 0 or from 256 to 4096, got {texture_size}")
+    options = {"face_index": face, "focal_px": focal, "texture_size": texture_size or None,
+               "albedo_bits": 16 if albedo_16bit else 8}
     console = Console(stderr=True)
     interactive = console.is_terminal and not log_json
     try:
@@ -76,10 +82,10 @@ def reconstruct(
         try:
             if interactive:
                 with console.status(f"{photo.name}: starting") as status:
-                    result = run(photo, dest, head, face_index=face, focal_px=focal,
+                    result = run(photo, dest, head, **options,
                                  log=lambda msg, p=photo: status.update(f"{p.name}: {msg}"))
             else:
-                result = run(photo, dest, head, face_index=face, focal_px=focal)
+                result = run(photo, dest, head, **options)
         except FacetwinError as exc:
             failures += 1
             msg = str(exc)

@@ -19,6 +19,8 @@ from facetwin import __version__
 from facetwin.errors import FacetwinError, NoFaceError
 from facetwin.model.ict import HeadModel
 
+_TEXTURE_OF = {"M_Face": "textures/albedo.png", "M_BackHead": "textures/albedo_back.png"}
+"""Which written texture colours which material."""
 CONTOUR_WEIGHT = 0.5
 """Prior weight of the detector's face-oval landmarks: they follow the silhouette, which moves with pose."""
 
@@ -74,6 +76,65 @@ def _face_json(face) -> dict:
     }
 
 
+def _appearance_files(appearance, albedo_bits: int) -> tuple[dict[str, bytes], dict[str, bytes]]:
+    """PNG files of the appearance stage, and the 8-bit albedo PNGs the GLB embeds, by material."""
+    from facetwin.frames import linear_to_srgb
+    from facetwin.io import encode_png
+
+    albedo = {
+        "M_Face": linear_to_srgb(appearance.albedo_uv_linear),
+        "M_BackHead": linear_to_srgb(appearance.albedo_back_uv_linear),
+    }
+    eight = {m: encode_png(a, 8) for m, a in albedo.items()}
+    files = {
+        name: (eight[m] if albedo_bits == 8 else encode_png(albedo[m], albedo_bits))
+        for m, name in _TEXTURE_OF.items()
+    }
+    files["textures/texture_raw.png"] = encode_png(appearance.texture_raw_srgb, 8)
+    files["textures/confidence.png"] = encode_png(appearance.confidence, 8)
+    return files, eight
+
+
+def _rounded(x, digits: int = 5):
+    """JSON-ready copy of nested dicts, lists, arrays and floats, floats rounded."""
+    if isinstance(x, dict):
+        return {k: _rounded(v, digits) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_rounded(v, digits) for v in x]
+    if isinstance(x, np.ndarray):
+        return _rounded(x.tolist(), digits)
+    if isinstance(x, (float, np.floating)):
+        v = float(x)
+        return round(v, digits) if np.isfinite(v) else None
+    if isinstance(x, np.integer):
+        return int(x)
+    return x
+
+
+def _appearance_report(appearance, texture_size: int, albedo_bits: int) -> dict:
+    """The ``lighting``, ``skin`` and ``appearance`` sections of report.json."""
+    m = appearance.metrics
+    return {
+        "lighting": {
+            "sh": _rounded(appearance.sh_light, 6),
+            "basis": "real SH, Ramamoorthi-Hanrahan order, head frame, radiance",
+            "units": "linear sRGB; albedo * irradiance / pi is the photo's linear intensity",
+        },
+        "skin": _rounded(appearance.skin),
+        "appearance": _rounded(
+            {
+                "texture_size": texture_size,
+                "albedo_bits": albedo_bits,
+                "albedo_colour_space": "sRGB-encoded PNG of a linear diffuse albedo",
+                "monotone_photo": appearance.monotone,
+                "grayscale_albedo": appearance.monotone,
+                "stylised": None,
+                **{k: v for k, v in m.items()},
+            }
+        ),
+    }
+
+
 def reconstruct(
     photo_path: str | Path,
     out_dir: str | Path,
@@ -81,9 +142,18 @@ def reconstruct(
     *,
     face_index: int | None = None,
     focal_px: float | None = None,
+    texture_size: int | None = 2048,
+    albedo_bits: int = 8,
     log=None,
 ) -> Result:
     """Photo to a result folder: ``avatar.glb``, ``avatar.obj`` + ``.mtl``, ``renders/overlay.png``, ``report.json``.
+
+    With ``texture_size`` (the default), the appearance stage (:mod:`facetwin.texture.appearance`) also writes
+    ``textures/albedo.png`` (face tile), ``textures/albedo_back.png`` (back of the head), both sRGB and used
+    by the GLB and OBJ materials ``M_Face`` and ``M_BackHead``, ``textures/texture_raw.png`` (the photo
+    unwrapped into the face tile), ``textures/confidence.png`` and ``renders/mesh_overlay.png`` (the fitted
+    mesh over the photo); ``renders/overlay.png`` is then the textured head under the fitted light over the
+    photo, and the report gains ``lighting``, ``skin`` and ``appearance``.
 
     Args:
         photo_path: the portrait.
@@ -91,6 +161,10 @@ def reconstruct(
         model: the loaded head model.
         face_index: which detected face (0 = largest); None picks the largest.
         focal_px: focal length in pixels overriding EXIF and the estimate.
+        texture_size: texels per side of the albedo maps (64 to 8192; 2048 by default); None skips the
+            appearance stage (geometry only, untextured skin).
+        albedo_bits: 8 or 16 bits per channel for ``textures/albedo.png`` and ``albedo_back.png`` (the GLB
+            always embeds 8-bit PNGs).
         log: optional ``callable(str)`` told each stage's name as it starts.
 
     Raises:
@@ -105,7 +179,12 @@ def reconstruct(
     from facetwin.fit.landmarks68 import landmarks68_surface
     from facetwin.io import atomic_output_dir, read_photo, write_png
     from facetwin.render.preview import render_overlay
+    from facetwin.texture.appearance import estimate_appearance, render_appearance_overlay
 
+    if texture_size is not None and (int(texture_size) != texture_size or not 64 <= texture_size <= 8192):
+        raise FacetwinError(f"texture size must be an integer from 64 to 8192, got {texture_size}")
+    if albedo_bits not in (8, 16):
+        raise FacetwinError(f"albedo bits must be 8 or 16, got {albedo_bits}")
     say = log or (lambda _msg: None)
     timer = Timer()
     t_start = time.perf_counter()
@@ -139,14 +218,28 @@ def reconstruct(
             landmark_weights=weights,
             focal_px=focal,
         )
+
+    appearance = None
+    textures: dict[str, bytes] = {}
+    material_pngs: dict[str, bytes] = {}
+    if texture_size is not None:
+        say("estimating the skin's appearance")
+        with timer.stage("appearance"):
+            appearance = estimate_appearance(model, photo, face, fit, points=points, texture_size=int(texture_size))
+            fit = appearance.fit
+        with timer.stage("encode textures"):
+            textures, material_pngs = _appearance_files(appearance, albedo_bits)
+
+    with timer.stage("fit"):
         surface68 = landmarks68_surface(model, fit.vertices, fit.camera, points)
         landmarks68 = fit.camera.project(surface68.evaluate(fit.vertices))
 
     say("exporting")
     with timer.stage("export"):
         neutral = model.vertices(fit.identity_coeffs)
-        glb = build_glb(model, neutral, fit.expression_weights, camera=fit.camera)
-        obj_files = build_obj(model, fit.vertices, name="avatar")
+        glb = build_glb(model, neutral, fit.expression_weights, camera=fit.camera, textures=material_pngs or None)
+        obj_textures = {k: v for k, v in _TEXTURE_OF.items() if v in textures}
+        obj_files = build_obj(model, fit.vertices, name="avatar", textures=obj_textures or None)
 
     say("rendering overlay")
     with timer.stage("render"):
@@ -159,6 +252,9 @@ def reconstruct(
             face_mask=model.material_faces(("M_Face", "M_ScleraLeft", "M_ScleraRight", "M_IrisLeft", "M_IrisRight")),
             points_px=landmarks68,
         )
+        if appearance is not None:
+            mesh_overlay = overlay
+            overlay = render_appearance_overlay(model, appearance, photo.image_srgb)
 
     residual = fit.residual_px[np.isfinite(fit.residual_px)]
     report = {
@@ -207,6 +303,9 @@ def reconstruct(
         "files": sorted(["avatar.glb", "renders/overlay.png", "report.json", *obj_files]),
         "versions": package_versions(),
     }
+    if appearance is not None:
+        report.update(_appearance_report(appearance, int(texture_size), albedo_bits))
+        report["files"] = sorted([*report["files"], "renders/mesh_overlay.png", *textures])
 
     say("writing")
     with timer.stage("write"), atomic_output_dir(out_dir, force=True) as tmp:
@@ -215,6 +314,11 @@ def reconstruct(
         for name, data in obj_files.items():
             (tmp / name).write_bytes(data)
         write_png(tmp / "renders" / "overlay.png", overlay)
+        if appearance is not None:
+            write_png(tmp / "renders" / "mesh_overlay.png", mesh_overlay)
+            (tmp / "textures").mkdir()
+            for name, data in textures.items():
+                (tmp / name).write_bytes(data)
         timer.seconds["total"] = time.perf_counter() - t_start
         report["timings"] = {k: round(v, 4) for k, v in timer.seconds.items()}
         (tmp / "report.json").write_text(json.dumps(report, indent=1))

@@ -1,0 +1,845 @@
+"""Photometric refinement: lighting, a low-resolution albedo, pose and shape from the photo's skin pixels.
+
+Analysis by synthesis on a crop of the photo around the face (:class:`WorkView`, :data:`WORK_PX` on its
+longer side), starting from the landmark fit. The image model is the one of :mod:`facetwin.texture.delight`:
+``I = albedo(uv) * E(n) / pi * V``, second-order SH light in the head frame, per-vertex light-weighted
+visibility ``V`` from shadow maps of the fitted mesh, ``albedo`` a :data:`ALBEDO_GRID` x
+:data:`ALBEDO_GRID` map over the face UV tile, all in linear light.
+
+Which pixels count (the skin mask): pixels of ``M_Face`` inside the detector's face oval, outside the
+eyes, brows, lips and nostrils (:mod:`facetwin.texture.regions`, looked up through each pixel's UV), seen at
+least at :data:`MIN_VIEW_COS` to the line of sight, and not outliers. Outliers are found twice: pixels whose
+log chromaticity is far from the face's robust median (paint, tinted glasses, background), and, every
+iteration, pixels whose residual (on ``sqrt`` of linear intensity, roughly perceptual, so dark and light skin
+are judged alike) is beyond :data:`OUTLIER_SIGMAS` robust standard deviations (hair, beard, sunglasses,
+hands, shine, cast shadows the model lacks). Those get no weight.
+
+The fit alternates, :data:`OUTER_ITERATIONS` times: (1) the SH light by weighted linear least squares given
+albedo and geometry; (2) the albedo map as the weighted per-cell mean of ``I / shading`` given the light,
+smoothed; (3) robust (Cauchy) weights from the residuals; (4) :data:`GEOMETRY_STEPS` Adam steps on
+rotation, translation, the first :data:`N_IDENTITY` identity coefficients and the expression weights,
+minimising the robust photometric loss plus the landmark reprojection term of the landmark fit (same
+landmarks, same weights, same priors), weighted by :data:`LANDMARK_WEIGHT` so the shape cannot drift
+from what the landmarks say. Gradients reach the geometry through the perspective-correct barycentrics,
+the normals and the UVs (:func:`facetwin.render.interpolate.barycentrics_torch`); coverage is not
+differentiated.
+
+Light and albedo are only defined up to a common scale here (``albedo * s``, ``light / s``); the appearance
+stage fixes it with the skin-colour prior.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from facetwin.camera import Camera
+from facetwin.fit.landmarks import Fit, SurfacePoints
+from facetwin.model.ict import HeadModel
+
+WORK_PX = 256
+"""Longer side of the face crop the fit works on, pixels: about 1 mm per pixel on the face."""
+CROP_EXPAND = 1.5
+"""Crop side over the detector's landmark box side: the oval plus a margin."""
+ALBEDO_GRID = 32
+"""Cells per side of the low-resolution albedo over the face tile (about 6 mm per cell on the face)."""
+ALBEDO_SMOOTH_CELLS = 0.8
+"""Gaussian smoothing of the albedo map, in cells: no cell is fitted from a handful of pixels alone."""
+ALBEDO_MAX_LOG_DEV = 0.3
+"""Largest departure (natural log, per channel, soft-clipped) of the low-resolution albedo from the face's
+median: blush, freckling and shaving shadow stay within it; a white beard, paint or hair do not."""
+SEED_PASSES = 3
+"""Light and albedo alternations on the core skin before the rest of the skin mask is judged against them."""
+SEED_BRIGHTNESS_RANGE = 2.5
+"""Core pixels more than this factor darker or brighter than the core's median are not seeds: shading
+across the core varies less (forehead to under-eye), hair and glints more."""
+MIN_CORE_PIXELS = 30
+"""Fewer core-region skin pixels than this (a fringe, a hat brim): the whole skin mask sets the reference."""
+N_IDENTITY = 40
+"""Identity modes refined photometrically (the rest stay at the landmark fit's values)."""
+OUTER_ITERATIONS = 6
+GEOMETRY_STEPS = 6
+"""Adam steps on pose and shape per outer iteration."""
+LANDMARK_WEIGHT = 100.0
+"""Weight of the landmark term (squared residuals in face-size units, as in the landmark fit) against the
+photometric term (mean Cauchy loss per pixel). At 100, a 1 % face-size landmark shift on every landmark
+costs about as much as the whole photometric loss."""
+IDENTITY_PRIOR = 1e-4
+EXPRESSION_PRIOR = 1e-4
+"""Priors of the landmark fit (:class:`facetwin.fit.landmarks.FitOptions`), kept so both fits agree."""
+LEARNING_RATES = {"rotation": 2e-3, "translation": 0.03, "identity": 0.03, "expression": 0.01}
+"""Adam step sizes: radians, centimetres, standard deviations, blendshape weight."""
+MIN_VIEW_COS = 0.3
+"""Pixels whose surface is seen more obliquely than this (72 degrees) are left out: their normals and
+positions are least certain."""
+CAUCHY_SIGMAS = 2.5
+"""Scale of the Cauchy weights, in robust standard deviations of the residual: the weight halves there."""
+OUTLIER_SIGMAS = 4.0
+"""Residuals beyond this many robust standard deviations are outliers (not skin)."""
+CHROMA_SIGMAS = 4.0
+"""Log-chromaticity beyond this many robust standard deviations from the face's median is not skin."""
+CHROMA_FLOOR = 0.05
+"""Smallest robust spread of log chromaticity, so a very even face does not reject its own blush."""
+RESIDUAL_FLOOR = 0.004
+"""Smallest robust spread of the sqrt-intensity residual (about 1 % of mid-grey skin): noise-free synthetic
+images would otherwise flag everything."""
+RESIDUAL_CAP = 0.03
+"""Largest robust spread of the sqrt-intensity residual (about 12 % at mid-grey skin). When the fit is poor
+(a beard over half the face, a painted face) the spread would otherwise grow until everything is an
+inlier; capped, the best-fitting part of the skin decides, as in a consensus fit."""
+SH_RIDGE = 1e-3
+"""Ridge on the band-2 light coefficients, relative to the mean diagonal of the normal equations: the face
+alone sees only half the sphere."""
+SH_COLOUR_RIDGE = 0.05
+"""Ridge on each channel's departure from the shared light shape, relative to the mean diagonal of the
+normal equations: coloured light that varies with direction is allowed, noise in one channel is not."""
+INTENSITY_FLOOR = 1e-4
+"""Linear intensities and albedos are floored here before square roots and ratios."""
+N_DIRECTIONS = 64
+
+
+@dataclass(frozen=True)
+class WorkView:
+    """The face crop the fit works on.
+
+    Attributes:
+        image_linear: (h, w, 3) float32 linear RGB, area-resampled from the photo.
+        K: (3, 3) float64 intrinsics of the crop, pixels of the crop.
+        scale: crop pixels per photo pixel.
+        origin_px: (2,) photo pixel position ``(x, y)`` of the crop's top-left corner: a photo point ``p``
+            is at ``(p - origin_px) * scale`` in the crop.
+    """
+
+    image_linear: np.ndarray
+    K: np.ndarray
+    scale: float
+    origin_px: np.ndarray
+
+
+@dataclass(frozen=True)
+class PhotometricFit:
+    """Result of :func:`refine_photometric`.
+
+    Attributes:
+        fit: the refined :class:`~facetwin.fit.landmarks.Fit` (camera pose, identity, expression, vertices,
+            projected landmarks and their residuals); focal length and landmark weights as given.
+        sh_light: (9, 3) float64 SH radiance coefficients, head frame, in the units where
+            ``albedo_grid_linear * E / pi * V`` is the photo's linear intensity (relative scale).
+        albedo_grid_linear: (G, G, 3) float32 low-resolution albedo of the face tile, linear, same scale.
+        view: the crop the fit worked on.
+        skin_mask: (h, w) bool crop pixels the final fit used (skin inliers).
+        candidate_mask: (h, w) bool crop pixels that could be skin (oval, M_Face, no feature, not grazing).
+        outlier_mask: (h, w) bool candidates rejected as not skin.
+        feature_mask: (h, w) bool crop pixels of M_Face on the eyes, brows, lips or nostrils.
+        rendered_linear: (h, w, 3) float32 the model's image of the candidates (0 elsewhere).
+        visibility: (V, D) bool shadow-map visibility of the landmark fit's mesh.
+        directions: (D, 3) float64 its directions, head frame.
+        metrics: PSNR (dB) and SSIM on the skin mask, pixel counts, outlier fraction, landmark residuals,
+            face vertex shift, seconds.
+    """
+
+    fit: Fit
+    sh_light: np.ndarray
+    albedo_grid_linear: np.ndarray
+    view: WorkView
+    skin_mask: np.ndarray
+    candidate_mask: np.ndarray
+    outlier_mask: np.ndarray
+    feature_mask: np.ndarray
+    rendered_linear: np.ndarray
+    visibility: np.ndarray
+    directions: np.ndarray
+    metrics: dict = field(default_factory=dict)
+
+
+def face_oval_px(landmarks: np.ndarray) -> np.ndarray:
+    """The detector's face oval as an ordered polygon.
+
+    Args:
+        landmarks: (478, 2+) FaceMesh landmarks, pixels.
+
+    Returns:
+        (36, 2) float64 pixel positions, in order around the face.
+    """
+    return landmark_polygon(landmarks, "oval")
+
+
+def landmark_polygon(landmarks: np.ndarray, which: str) -> np.ndarray:
+    """A closed contour of the detector's landmarks, in order.
+
+    Args:
+        landmarks: (478, 2+) FaceMesh landmarks, pixels.
+        which: "oval" (face outline), "mouth" (the inner lip contour: the mouth's opening), "left_eye" or
+            "right_eye" (the lid margins: the eye's opening; left and right as mediapipe names them).
+
+    Returns:
+        (P, 2) float64 pixel positions.
+    """
+    from mediapipe.python.solutions import face_mesh_connections as fmc
+
+    lm = np.asarray(landmarks, np.float64)
+    if lm.ndim != 2 or lm.shape[0] != 478 or lm.shape[1] < 2:
+        raise ValueError(f"landmarks: expected (478, 2 or 3), got {lm.shape}")
+    if which == "oval":
+        edges = fmc.FACEMESH_FACE_OVAL
+    elif which == "mouth":
+        inner = {13, 14, 78, 80, 81, 82, 87, 88, 95, 178, 191, 308, 310, 311, 312, 317, 318, 324, 402, 415}
+        edges = [e for e in fmc.FACEMESH_LIPS if e[0] in inner]
+    elif which == "left_eye":
+        edges = fmc.FACEMESH_LEFT_EYE
+    elif which == "right_eye":
+        edges = fmc.FACEMESH_RIGHT_EYE
+    else:
+        raise ValueError(f"which: expected oval, mouth, left_eye or right_eye, got {which!r}")
+    return lm[_loop(edges), :2]
+
+
+def _loop(edges) -> list[int]:
+    """Vertex order of a closed polyline given as an unordered set of edges."""
+    nxt: dict[int, list[int]] = {}
+    for a, b in edges:
+        nxt.setdefault(a, []).append(b)
+        nxt.setdefault(b, []).append(a)
+    start = min(nxt)
+    order, prev, cur = [start], None, start
+    while True:
+        cands = [c for c in nxt[cur] if c != prev]
+        if not cands or cands[0] == start:
+            break
+        prev, cur = cur, cands[0]
+        order.append(cur)
+    return order
+
+
+def work_view(image_linear: np.ndarray, box: np.ndarray, K: np.ndarray, work_px: int = WORK_PX) -> WorkView:
+    """Crop and resample the photo around a face box.
+
+    Args:
+        image_linear: (H, W, 3) float32 linear photo.
+        box: (4,) ``[x0, y0, x1, y1]`` face box, photo pixels.
+        K: (3, 3) photo intrinsics.
+        work_px: longer side of the crop, pixels.
+
+    Returns:
+        :class:`WorkView` (area resampling when shrinking; the crop may reach past the photo, padded with
+        the border colour).
+    """
+    import cv2
+
+    img = np.asarray(image_linear, np.float32)
+    x0, y0, x1, y1 = np.asarray(box, np.float64)
+    side = max(x1 - x0, y1 - y0) * CROP_EXPAND
+    cx, cy = 0.5 * (x0 + x1), 0.5 * (y0 + y1)
+    origin = np.array([cx - side / 2.0, cy - side / 2.0])
+    scale = work_px / side
+    # Affine map photo -> crop: q = (p - origin) * scale, in the pixel frame (corners at integers).
+    # OpenCV's warpAffine maps pixel centres at integers, hence the half-pixel terms.
+    M = np.array(
+        [[scale, 0.0, (0.5 - origin[0]) * scale - 0.5], [0.0, scale, (0.5 - origin[1]) * scale - 0.5]]
+    )
+    if scale < 1.0:
+        # Area filter: blur the photo by the shrink factor first (a Gaussian about one output pixel wide).
+        sigma = 0.5 / scale
+        img = cv2.GaussianBlur(img, (0, 0), sigma)
+    crop = cv2.warpAffine(img, M, (work_px, work_px), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    Kc = np.asarray(K, np.float64).copy()
+    Kc[0, :] *= scale
+    Kc[1, :] *= scale
+    Kc[0, 2] = (K[0, 2] - origin[0]) * scale
+    Kc[1, 2] = (K[1, 2] - origin[1]) * scale
+    return WorkView(image_linear=crop.astype(np.float32), K=Kc, scale=float(scale), origin_px=origin)
+
+
+def _rodrigues(w):
+    """(3, 3) torch rotation matrix of a rotation vector (differentiable, also at 0)."""
+    import torch
+
+    theta2 = (w * w).sum()
+    small = theta2 < 1e-8
+    # Both branches of torch.where are differentiated: keep the exact one finite near 0.
+    theta2_safe = torch.where(small, torch.ones_like(theta2), theta2)
+    theta = torch.sqrt(theta2_safe)
+    zero = torch.zeros((), dtype=w.dtype)
+    k = torch.stack(
+        [torch.stack([zero, -w[2], w[1]]), torch.stack([w[2], zero, -w[0]]), torch.stack([-w[1], w[0], zero])]
+    )
+    a = torch.where(small, 1.0 - theta2 / 6.0, torch.sin(theta) / theta)
+    b = torch.where(small, 0.5 - theta2 / 24.0, (1.0 - torch.cos(theta)) / theta2_safe)
+    return torch.eye(3, dtype=w.dtype) + a * k + b * (k @ k)
+
+
+def ssim_masked(a: np.ndarray, b: np.ndarray, mask: np.ndarray, data_range: float = 1.0) -> float:
+    """Mean SSIM (Wang et al. 2004, Gaussian window sigma 1.5, on the channel mean) over a mask.
+
+    Args:
+        a, b: (h, w, 3) or (h, w) images, e.g. sRGB in [0, 1].
+        mask: (h, w) bool pixels to average over.
+        data_range: value range of the images.
+
+    Returns:
+        SSIM in [-1, 1]; NaN for an empty mask.
+    """
+    from scipy.ndimage import gaussian_filter
+
+    x = np.asarray(a, np.float64)
+    y = np.asarray(b, np.float64)
+    if x.ndim == 3:
+        x, y = x.mean(axis=2), y.mean(axis=2)
+    m = np.asarray(mask, bool)
+    if not m.any():
+        return float("nan")
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    mx, my = gaussian_filter(x, 1.5), gaussian_filter(y, 1.5)
+    sxx = gaussian_filter(x * x, 1.5) - mx * mx
+    syy = gaussian_filter(y * y, 1.5) - my * my
+    sxy = gaussian_filter(x * y, 1.5) - mx * my
+    s = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx * mx + my * my + c1) * (sxx + syy + c2))
+    return float(s[m].mean())
+
+
+def psnr_masked(a: np.ndarray, b: np.ndarray, mask: np.ndarray, data_range: float = 1.0) -> float:
+    """PSNR in dB over the masked pixels (all channels); NaN for an empty mask, inf for equal images."""
+    m = np.asarray(mask, bool)
+    if not m.any():
+        return float("nan")
+    mse = float(np.mean((np.asarray(a, np.float64)[m] - np.asarray(b, np.float64)[m]) ** 2))
+    return float("inf") if mse == 0.0 else float(10.0 * np.log10(data_range**2 / mse))
+
+
+class _Problem:
+    """Static data of one refinement: the face submesh, bases, landmark bases, regions."""
+
+    def __init__(self, model: HeadModel, points: SurfacePoints, fit: Fit, n_identity: int):
+        import torch
+
+        from facetwin.texture.delight import occluding_faces
+        from facetwin.texture.regions import face_regions
+
+        self.model = model
+        self.occ = occluding_faces(model)
+        self.face_ids = np.flatnonzero(model.material_faces(("M_Face",)))
+        sub = np.unique(model.faces[self.face_ids])
+        self.sub = sub
+        remap = np.full(model.n_vertices, -1, np.int64)
+        remap[sub] = np.arange(sub.size)
+        self.sub_faces = remap[model.faces[self.face_ids]]
+        # Map from occluding-face index to the face submesh's triangle index (-1: not M_Face).
+        to_sub = np.full(model.faces.shape[0], -1, np.int64)
+        to_sub[self.face_ids] = np.arange(self.face_ids.size)
+        self.occ_to_sub = to_sub[self.occ]
+        self.corner_uv = torch.from_numpy(model.uvs[model.face_uv_ids[self.face_ids]].astype(np.float32))
+        k = n_identity
+        self.k = k
+        fixed_id = fit.identity_coeffs.astype(np.float32).copy()
+        fixed_id[:k] = 0.0
+        base = model.vertices(fixed_id, None)  # neutral + the identity modes not refined
+        self.base_sub = torch.from_numpy(base[sub].astype(np.float32))
+        self.b_id = torch.from_numpy(np.ascontiguousarray(model.identity_basis[:k, sub].reshape(k, -1).T))
+        self.b_ex = torch.from_numpy(np.ascontiguousarray(model.expression_basis[:, sub].reshape(53, -1).T))
+        vid = points.vertex_ids
+        self.lm_p0 = torch.from_numpy(points.evaluate(base).astype(np.float32))
+        self.lm_id = torch.from_numpy(
+            np.einsum("nk,mnkd->ndm", points.bary, model.identity_basis[:k][:, vid]).astype(np.float32)
+        )
+        self.lm_ex = torch.from_numpy(
+            np.einsum("nk,mnkd->ndm", points.bary, model.expression_basis[:, vid]).astype(np.float32)
+        )
+        self.regions = face_regions(model, 256)
+
+    def sub_vertices(self, alpha, w):
+        return self.base_sub + (self.b_id @ alpha + self.b_ex @ w).reshape(-1, 3)
+
+    def landmarks_head(self, alpha, w):
+        return self.lm_p0 + self.lm_id @ alpha + self.lm_ex @ w
+
+
+def refine_photometric(
+    model: HeadModel,
+    image_linear: np.ndarray,
+    landmarks_px: np.ndarray,
+    fit: Fit,
+    points: SurfacePoints,
+    *,
+    landmark_weights: np.ndarray | None = None,
+    box: np.ndarray | None = None,
+    work_px: int = WORK_PX,
+    outer_iterations: int = OUTER_ITERATIONS,
+    geometry_steps: int = GEOMETRY_STEPS,
+    refine_geometry: bool = True,
+) -> PhotometricFit:
+    """Jointly refine pose, identity, expression, SH light and a low-resolution albedo (module docstring).
+
+    Args:
+        model: the head model.
+        image_linear: (H, W, 3) float32 linear photo (for a grayscale photo, the gray value in all three).
+        landmarks_px: (478, 2 or 3) the detector's landmarks, photo pixels (the oval bounds the skin mask
+            and the first two columns enter the landmark term).
+        fit: the landmark fit to start from (its camera fixes the focal length).
+        points: (478) the landmark correspondence the fit used.
+        landmark_weights: (478,) weights of the landmark term; None takes ``fit.landmark_weights``.
+        box: (4,) face box to crop around, photo pixels; None takes the landmarks' box.
+        work_px: crop size, pixels.
+        outer_iterations: alternations of light, albedo and geometry.
+        geometry_steps: Adam steps on pose and shape per alternation.
+        refine_geometry: False keeps pose and shape as given (light and albedo only).
+
+    Returns:
+        :class:`PhotometricFit`.
+
+    Raises:
+        ValueError: inputs of the wrong shape.
+        FacetwinError: no skin pixel to fit (the face is fully occluded or outside the photo).
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    # The tensors here are small (tens of thousands of pixels): one thread is as fast, and it does not
+    # spin against numba's threads or other processes on a busy machine.
+    torch.set_num_threads(1)
+    try:
+        return _refine(
+            model,
+            image_linear,
+            landmarks_px,
+            fit,
+            points,
+            landmark_weights,
+            box,
+            work_px,
+            outer_iterations,
+            geometry_steps,
+            refine_geometry,
+        )
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _refine(
+    model,
+    image_linear,
+    landmarks_px,
+    fit,
+    points,
+    landmark_weights,
+    box,
+    work_px,
+    outer_iterations,
+    geometry_steps,
+    refine_geometry,
+) -> PhotometricFit:
+    """:func:`refine_photometric`'s body (same arguments)."""
+    import torch
+
+    from facetwin.errors import FacetwinError
+    from facetwin.render.raster import rasterize
+    from facetwin.render.shade import vertex_normals
+    from facetwin.texture.delight import sphere_directions, vertex_visibility, visibility_ratio
+
+    t_start = time.perf_counter()
+    img = np.asarray(image_linear, np.float32)
+    if img.ndim != 3 or img.shape[2] != 3:
+        raise ValueError(f"image_linear: expected (H, W, 3), got {img.shape}")
+    lm = np.asarray(landmarks_px, np.float64)
+    if lm.ndim != 2 or lm.shape[0] != points.vertex_ids.shape[0] or lm.shape[1] < 2:
+        raise ValueError(f"landmarks_px: expected ({points.vertex_ids.shape[0]}, 2 or 3), got {lm.shape}")
+    lm = lm[:, :2]
+    lw = fit.landmark_weights if landmark_weights is None else np.asarray(landmark_weights, np.float64)
+    valid_lm = np.isfinite(lm).all(axis=1)
+    lw = np.where(valid_lm, lw, 0.0)
+    lm = np.where(valid_lm[:, None], lm, 0.0)
+    if box is None:
+        ok = lm[valid_lm]
+        box = np.array([ok[:, 0].min(), ok[:, 1].min(), ok[:, 0].max(), ok[:, 1].max()])
+    view = work_view(img, box, fit.camera.K, work_px)
+    h, w = view.image_linear.shape[:2]
+    obs = view.image_linear.reshape(-1, 3)
+
+    prob = _Problem(model, points, fit, N_IDENTITY)
+    torch_dtype = torch.float32
+    oval = np.zeros((h, w), np.uint8)
+    import cv2
+
+    poly = (face_oval_px(np.asarray(landmarks_px, np.float64)) - view.origin_px) * view.scale
+    cv2.fillPoly(oval, [np.round((poly - 0.5) * 256).astype(np.int32)], 1, shift=8)
+    oval = oval.astype(bool)
+
+    dirs = sphere_directions(N_DIRECTIONS)
+    visibility = vertex_visibility(fit.vertices, model.faces[prob.occ], dirs)
+
+    # Parameters (torch leaves): rotation increment, translation, identity (first k), expression.
+    k = prob.k
+    rot = torch.zeros(3, dtype=torch_dtype, requires_grad=True)
+    trans = torch.tensor(fit.camera.t, dtype=torch_dtype, requires_grad=True)
+    alpha = torch.tensor(fit.identity_coeffs[:k], dtype=torch_dtype, requires_grad=True)
+    expr = torch.tensor(fit.expression_weights, dtype=torch_dtype, requires_grad=True)
+    R0 = torch.tensor(fit.camera.R, dtype=torch_dtype)
+    K = torch.tensor(view.K, dtype=torch_dtype)
+    K_photo = torch.tensor(fit.camera.K, dtype=torch_dtype)
+    obs_lm = torch.tensor(lm, dtype=torch_dtype)
+    w_lm = torch.tensor(lw, dtype=torch_dtype)
+    face_size = float(fit.face_size_px)
+    opt = torch.optim.Adam(
+        [
+            {"params": [rot], "lr": LEARNING_RATES["rotation"]},
+            {"params": [trans], "lr": LEARNING_RATES["translation"]},
+            {"params": [alpha], "lr": LEARNING_RATES["identity"]},
+            {"params": [expr], "lr": LEARNING_RATES["expression"]},
+        ]
+    )
+
+    def landmark_loss(R, alpha_, expr_):
+        X = prob.landmarks_head(alpha_, expr_) @ R.T + trans
+        uv = X[:, :2] / X[:, 2:3] * torch.stack([K_photo[0, 0], K_photo[1, 1]]) + K_photo[:2, 2]
+        r = ((uv - obs_lm) ** 2).sum(dim=1) / face_size**2
+        return (w_lm * r).sum() + IDENTITY_PRIOR * (alpha_**2).sum() + EXPRESSION_PRIOR * (expr_**2).sum()
+
+    with torch.no_grad():
+        lm_loss0 = float(landmark_loss(R0, alpha, expr))
+
+    sh = None
+    albedo_grid = None
+    weights = None
+    chroma_ok = None
+    candidates = None
+    sigma = None
+    n_iter = outer_iterations
+    for outer in range(n_iter):
+        with torch.no_grad():
+            R = _rodrigues(rot) @ R0
+            full = _full_vertices(model, fit, prob, alpha.detach().numpy(), expr.detach().numpy())
+        R_np = R.detach().numpy().astype(np.float64)
+        t_np = trans.detach().numpy().astype(np.float64)
+        cam = full.astype(np.float64) @ R_np.T + t_np
+        raster = rasterize(cam, model.faces[prob.occ], view.K, h, w)
+        sub_tri = np.where(raster.tri_id >= 0, prob.occ_to_sub[np.maximum(raster.tri_id, 0)], -1)
+        on_face = sub_tri >= 0
+        normals_full = vertex_normals(full.astype(np.float64), model.faces)
+        pix = np.flatnonzero(on_face.ravel())
+        tri = sub_tri.ravel()[pix]
+        bary = raster.bary.reshape(-1, 3)[pix]
+        vids = prob.sub[prob.sub_faces[tri]]  # (N, 3) full vertex ids
+        n_pix = np.einsum("nk,nkd->nd", bary, normals_full[vids])
+        n_pix /= np.maximum(np.linalg.norm(n_pix, axis=1, keepdims=True), 1e-12)
+        p_cam = np.einsum("nk,nkd->nd", bary, cam[vids])
+        view_cos = -np.einsum("nd,nd->n", n_pix @ R_np.T, p_cam) / np.linalg.norm(p_cam, axis=1)
+        uv = np.einsum("nk,nkd->nd", bary, prob.corner_uv.numpy()[tri])
+        reg = prob.regions
+        rs = reg.eyes.shape[0]
+        ti = np.clip(((1.0 - uv[:, 1]) * rs).astype(np.int64), 0, rs - 1)
+        tj = np.clip((uv[:, 0] * rs).astype(np.int64), 0, rs - 1)
+        feature = reg.features[ti, tj]
+        core = reg.core[ti, tj]
+        cand = oval.ravel()[pix] & ~feature & (view_cos > MIN_VIEW_COS)
+        I = obs[pix]
+        chroma_ok_pix = _chroma_inliers(I, cand)
+        use = cand & chroma_ok_pix
+        if use.sum() < 50:
+            raise FacetwinError(f"only {int(use.sum())} skin pixels to fit the lighting to")
+        light_for_ratio = sh if sh is not None else _ambient()
+        ratio_v = visibility_ratio(normals_full, visibility, dirs, light_for_ratio)
+        ratio = np.einsum("nk,nkd->nd", bary, ratio_v[vids])
+        basis = _sh_design(n_pix)  # (N, 9) irradiance / pi per unit coefficient
+        if albedo_grid is None:
+            # Start from the skin's colour (the core region's, where no beard or hair is), so the light
+            # starts gray (see _solve_sh's colour ridge).
+            start = core & use if (core & use).sum() >= MIN_CORE_PIXELS else use
+            colour = np.median(I[start], axis=0)
+            colour = np.maximum(colour / max(float(colour.mean()), 1e-12), 1e-3)
+            a_pix = np.broadcast_to(colour.astype(np.float32), (pix.size, 3))
+        else:
+            a_pix = _sample_grid(albedo_grid, uv)
+        if weights is None:
+            # First pass on the core skin alone (no beard, fringe or paint there, as a rule): the light and
+            # albedo it gives tell the outliers elsewhere apart.
+            seed = core & use if (core & use).sum() >= MIN_CORE_PIXELS else use
+            # Hair or a frame across the core is far darker (or a glint far brighter) than its skin.
+            lum_i = I.mean(axis=1)
+            med = float(np.median(lum_i[seed]))
+            seed = seed & (lum_i > med / SEED_BRIGHTNESS_RANGE) & (lum_i < med * SEED_BRIGHTNESS_RANGE)
+            wts = seed.astype(np.float64)
+            passes = SEED_PASSES
+        else:
+            seed = use
+            wts = np.where(use, weights.ravel()[pix], 0.0)
+            passes = 1
+        # Least squares in linear intensity weighted by 1 / I: about the squared error of sqrt(I), so that
+        # dark skin counts as much as light skin and the shine of dark skin does not pull the light.
+        inv_i = 1.0 / np.maximum(I.mean(axis=1), INTENSITY_FLOOR * 10.0)
+        for _ in range(passes):
+            sh = _solve_sh(I, a_pix, ratio, basis, wts * inv_i)
+            shade = np.clip(ratio * (basis @ sh), 0.0, None)
+            ref_log = _reference_log_albedo(I, shade, wts, core & use)
+            albedo_grid = _solve_albedo(I, shade, uv, wts * inv_i, ref_log)
+            a_pix = _sample_grid(albedo_grid, uv)
+            pred = a_pix * shade
+            res = np.sqrt(np.maximum(I, INTENSITY_FLOOR)) - np.sqrt(np.maximum(pred, INTENSITY_FLOOR))
+            r_norm = np.linalg.norm(res, axis=1) / math.sqrt(3.0)
+            sigma = min(max(1.4826 * float(np.median(r_norm[seed])), RESIDUAL_FLOOR), RESIDUAL_CAP)
+            wpix = 1.0 / (1.0 + (r_norm / (CAUCHY_SIGMAS * sigma)) ** 2)
+            wpix = np.where(r_norm > OUTLIER_SIGMAS * sigma, 0.0, wpix)
+            wts = np.where(seed, wpix, 0.0)
+        weights = np.zeros(h * w)
+        weights[pix] = np.where(use, wpix, 0.0)
+        chroma_ok = np.zeros(h * w, bool)
+        chroma_ok[pix] = chroma_ok_pix
+        candidates = np.zeros(h * w, bool)
+        candidates[pix] = cand
+        features = np.zeros(h * w, bool)
+        features[pix] = feature
+
+        if not refine_geometry or outer == n_iter - 1:
+            continue
+        # Geometry steps with light and albedo fixed, on the pixels with weight.
+        keep = weights[pix] > 0
+        sel_pix = pix[keep]
+        tri_map = np.full(h * w, -1, np.int32)
+        tri_map[sel_pix] = tri[keep]
+        from facetwin.render.raster import Raster
+
+        sub_raster = Raster(tri_id=tri_map.reshape(h, w), bary=raster.bary, depth=raster.depth)
+        I_t = torch.from_numpy(I[keep])
+        ratio_t = torch.from_numpy(ratio[keep].astype(np.float32))
+        w_t = torch.from_numpy(weights[sel_pix].astype(np.float32))
+        grid_t = torch.from_numpy(np.ascontiguousarray(albedo_grid.transpose(2, 0, 1)))[None]
+        sh_t = torch.from_numpy(sh.astype(np.float32))
+        tri_t = torch.from_numpy(tri[keep])
+        scale_c = float(CAUCHY_SIGMAS * sigma)
+        for _ in range(geometry_steps):
+            opt.zero_grad()
+            R = _rodrigues(rot) @ R0
+            v_sub = prob.sub_vertices(alpha, expr)
+            v_cam = v_sub @ R.T + trans
+            loss = _photometric_loss(
+                prob, v_sub, v_cam, K, sub_raster, tri_t, I_t, ratio_t, w_t, grid_t, sh_t, scale_c
+            )
+            loss = loss + LANDMARK_WEIGHT * landmark_loss(R, alpha, expr)
+            loss.backward()
+            opt.step()
+            with torch.no_grad():
+                expr.clamp_(0.0, 1.0)
+
+    # Light and albedo share a scale per channel; by convention the light's mean shading over the skin
+    # pixels is gray here, so the colour is all in the albedo and the appearance stage decides how much of
+    # it is the light's.
+    mean_shade = np.average(shade, axis=0, weights=np.maximum(weights[pix], 1e-12))
+    gray = mean_shade / max(float(mean_shade.mean()), 1e-12)
+    gray = np.where(gray > 1e-6, gray, 1.0)
+    sh = sh / gray[None, :]
+    albedo_grid = (albedo_grid * gray[None, None, :]).astype(np.float32)
+
+    # Final state and products.
+    with torch.no_grad():
+        R = (_rodrigues(rot) @ R0).numpy().astype(np.float64)
+        lm_loss1 = float(landmark_loss(torch.tensor(R, dtype=torch_dtype), alpha, expr))
+    identity = fit.identity_coeffs.astype(np.float32).copy()
+    identity[:k] = alpha.detach().numpy()
+    expression = np.clip(expr.detach().numpy(), 0.0, 1.0).astype(np.float32)
+    verts = model.vertices(identity, expression)
+    camera = Camera(
+        K=fit.camera.K,
+        R=R,
+        t=trans.detach().numpy().astype(np.float64),
+        width=fit.camera.width,
+        height=fit.camera.height,
+    )
+    proj = camera.project(points.evaluate(verts))
+    residual = np.linalg.norm(proj - np.asarray(landmarks_px, np.float64)[:, :2], axis=1)
+    new_fit = replace(
+        fit,
+        camera=camera,
+        identity_coeffs=identity,
+        expression_weights=expression,
+        vertices=verts,
+        residual_px=residual,
+    )
+    rendered = np.zeros((h * w, 3), np.float32)
+    rendered[pix] = pred
+    skin = weights > 0
+    cand_all = candidates
+    outlier = cand_all & ~skin
+    from facetwin.frames import linear_to_srgb
+
+    obs_srgb = linear_to_srgb(view.image_linear)
+    ren_srgb = linear_to_srgb(rendered.reshape(h, w, 3))
+    mask2 = skin.reshape(h, w)
+    idx = model.fitting_vertices
+    metrics = {
+        "psnr_db": psnr_masked(obs_srgb, ren_srgb, mask2),
+        "ssim": ssim_masked(obs_srgb, ren_srgb, mask2),
+        "psnr_candidates_db": psnr_masked(obs_srgb, ren_srgb, cand_all.reshape(h, w)),
+        "skin_pixels": int(mask2.sum()),
+        "candidate_pixels": int(cand_all.sum()),
+        "outlier_fraction": float(outlier.sum() / max(cand_all.sum(), 1)),
+        "residual_sigma_sqrt": float(sigma),
+        "landmark_loss_before": lm_loss0,
+        "landmark_loss_after": lm_loss1,
+        "face_vertex_shift_mm": float(np.linalg.norm(verts[idx] - fit.vertices[idx], axis=1).mean() * 10.0),
+        "seconds": time.perf_counter() - t_start,
+    }
+    return PhotometricFit(
+        fit=new_fit,
+        sh_light=sh.astype(np.float64),
+        albedo_grid_linear=albedo_grid,
+        view=view,
+        skin_mask=mask2,
+        candidate_mask=cand_all.reshape(h, w),
+        outlier_mask=outlier.reshape(h, w),
+        feature_mask=features.reshape(h, w),
+        rendered_linear=rendered.reshape(h, w, 3),
+        visibility=visibility,
+        directions=dirs,
+        metrics=metrics,
+    )
+
+
+def _full_vertices(model, fit, prob, alpha, expr) -> np.ndarray:
+    ident = fit.identity_coeffs.astype(np.float32).copy()
+    ident[: prob.k] = alpha
+    return model.vertices(ident, np.clip(expr, 0.0, 1.0))
+
+
+def _ambient() -> np.ndarray:
+    out = np.zeros((9, 3))
+    out[0] = 1.0
+    return out
+
+
+def _sh_design(normals: np.ndarray) -> np.ndarray:
+    """(N, 9) float64: irradiance over pi per unit radiance coefficient, ``A_l Y_lm(n) / pi``."""
+    import torch
+
+    from facetwin.render.shade import SH_BANDS, SH_IRRADIANCE_A, sh_basis
+
+    y = sh_basis(torch.from_numpy(np.asarray(normals, np.float64))).numpy()
+    a = np.array([SH_IRRADIANCE_A[b] for b in SH_BANDS]) / math.pi
+    return y * a
+
+
+def _solve_sh(I, albedo, ratio, design, weights) -> np.ndarray:
+    """Weighted linear least squares for (9, 3) SH: ``I_c ~ albedo_c ratio_c (design @ L_c)``.
+
+    ``L_c = L_shared + D_c``: one light shape for all channels plus per-channel departures under a ridge
+    (:data:`SH_COLOUR_RIDGE`), so the light's colour may vary with direction (a warm key and a blue fill)
+    without the dim channels of dark skin fitting their own noise. Band 2 is ridged too (:data:`SH_RIDGE`).
+    """
+    blocks_M, blocks_b = [], []
+    for c in range(3):
+        A = design * (albedo[:, c] * ratio[:, c])[:, None]
+        Aw = A * weights[:, None]
+        blocks_M.append(A.T @ Aw)
+        blocks_b.append(Aw.T @ I[:, c])
+    scale = sum(np.trace(M) for M in blocks_M) / 27.0
+    # Unknowns: [L_shared (9), D_0 (9), D_1 (9), D_2 (9)]; channel c sees L_shared + D_c.
+    n = 36
+    M = np.zeros((n, n))
+    b = np.zeros(n)
+    for c in range(3):
+        sl = slice(9 + 9 * c, 18 + 9 * c)
+        for r_sl in (slice(0, 9), sl):
+            for c_sl in (slice(0, 9), sl):
+                M[r_sl, c_sl] += blocks_M[c]
+            b[r_sl] += blocks_b[c]
+        M[sl, sl] += np.eye(9) * SH_COLOUR_RIDGE * scale
+    band2 = [4, 5, 6, 7, 8]
+    for off in (0, 9, 18, 27):
+        M[[off + k for k in band2], [off + k for k in band2]] += SH_RIDGE * scale
+    x = np.linalg.solve(M + np.eye(n) * 1e-12 * max(scale, 1e-30), b)
+    return x[:9, None] + x[9:].reshape(3, 9).T
+
+
+def _sample_grid(grid: np.ndarray, uv: np.ndarray) -> np.ndarray:
+    """Bilinear lookup of a (G, G, 3) face-tile map at (N, 2) OBJ UVs."""
+    from facetwin.texture.delight import sample_tile
+
+    return sample_tile(grid, uv, 0)
+
+
+def _reference_log_albedo(I, shade, weights, core) -> np.ndarray:
+    """(3,) log of the weighted median of ``I / shade`` over the core skin pixels (all, if too few)."""
+    sel = core & (weights > 0)
+    if sel.sum() < MIN_CORE_PIXELS:
+        sel = weights > 0
+    a = np.log(np.maximum(I[sel], INTENSITY_FLOOR) / np.maximum(shade[sel], INTENSITY_FLOOR))
+    return np.array([_weighted_median(a[:, c], weights[sel]) for c in range(3)])
+
+
+def _solve_albedo(I, shade, uv, weights, ref_log) -> np.ndarray:
+    """(G, G, 3) albedo: least-squares ``I / shade`` per cell (weights ``w shade^2``), smoothed, gaps filled,
+    held within :data:`ALBEDO_MAX_LOG_DEV` of ``exp(ref_log)`` (the core skin's colour)."""
+    import cv2
+
+    g = ALBEDO_GRID
+    j = np.clip((uv[:, 0] * g).astype(np.int64), 0, g - 1)
+    i = np.clip(((1.0 - uv[:, 1]) * g).astype(np.int64), 0, g - 1)
+    cell = i * g + j
+    num = np.zeros((g * g, 3))
+    den = np.zeros((g * g, 3))
+    for c in range(3):
+        num[:, c] = np.bincount(cell, weights * shade[:, c] * I[:, c], minlength=g * g)
+        den[:, c] = np.bincount(cell, weights * shade[:, c] ** 2, minlength=g * g)
+    num = cv2.GaussianBlur(num.reshape(g, g, 3).astype(np.float32), (0, 0), ALBEDO_SMOOTH_CELLS)
+    den = cv2.GaussianBlur(den.reshape(g, g, 3).astype(np.float32), (0, 0), ALBEDO_SMOOTH_CELLS)
+    have = den[..., 1] > 1e-3 * max(float(den[..., 1].max()), 1e-12)
+    albedo = np.where(have[..., None], num / np.maximum(den, 1e-12), 0.0)
+    if not have.any():
+        return np.full((g, g, 3), 0.5, np.float32)
+    from scipy.ndimage import distance_transform_edt
+
+    idx = distance_transform_edt(~have, return_distances=False, return_indices=True)
+    log_a = np.log(np.maximum(albedo[idx[0], idx[1]], INTENSITY_FLOOR))
+    # Skin prior: the map may depart from the face's median colour only by about ALBEDO_MAX_LOG_DEV, so
+    # a beard, paint or hair over the face cannot be absorbed into the albedo and stays an outlier.
+    ref = np.asarray(ref_log, np.float64)
+    dev = log_a - ref
+    dev = ALBEDO_MAX_LOG_DEV * np.tanh(dev / ALBEDO_MAX_LOG_DEV)
+    return np.exp(ref + dev).astype(np.float32)
+
+
+def _weighted_median(x: np.ndarray, w: np.ndarray) -> float:
+    order = np.argsort(x)
+    cw = np.cumsum(w[order])
+    return float(x[order][np.searchsorted(cw, 0.5 * cw[-1])])
+
+
+def _chroma_inliers(I: np.ndarray, cand: np.ndarray) -> np.ndarray:
+    """(N,) bool: log chromaticity within :data:`CHROMA_SIGMAS` robust sigmas of the candidates' median."""
+    x = np.log(np.maximum(I, INTENSITY_FLOOR))
+    c = np.stack([x[:, 0] - x[:, 1], x[:, 2] - x[:, 1]], axis=1)
+    if cand.sum() < 10:
+        return np.ones(I.shape[0], bool)
+    med = np.median(c[cand], axis=0)
+    mad = np.maximum(1.4826 * np.median(np.abs(c[cand] - med), axis=0), CHROMA_FLOOR)
+    return np.all(np.abs(c - med) <= CHROMA_SIGMAS * mad, axis=1)
+
+
+def _photometric_loss(prob, v_sub, v_cam, K, raster, tri_t, I_t, ratio_t, w_t, grid_t, sh_t, scale):
+    """Mean Cauchy loss of the sqrt-intensity residuals over the weighted pixels (torch, differentiable)."""
+    import torch
+    import torch.nn.functional as F
+
+    from facetwin.render.interpolate import barycentrics_torch
+    from facetwin.render.shade import sh_irradiance, vertex_normals
+
+    bary = barycentrics_torch(v_cam, prob.sub_faces, K, raster)
+    normals = vertex_normals(v_sub, prob.sub_faces)
+    f = torch.from_numpy(prob.sub_faces)[tri_t]
+    n = torch.einsum("nk,nkd->nd", bary, normals[f])
+    n = n / n.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    e = sh_irradiance(n, sh_t) / math.pi
+    uv = torch.einsum("nk,nkd->nd", bary, prob.corner_uv[tri_t])
+    gx = uv[:, 0] * 2.0 - 1.0
+    gy = (1.0 - uv[:, 1]) * 2.0 - 1.0
+    a = F.grid_sample(
+        grid_t,
+        torch.stack([gx, gy], dim=1)[None, None],
+        mode="bilinear",
+        padding_mode="border",
+        align_corners=False,
+    )[0, :, 0].T
+    pred = (a * e * ratio_t).clamp_min(INTENSITY_FLOOR)
+    r = torch.sqrt(I_t.clamp_min(INTENSITY_FLOOR)) - torch.sqrt(pred)
+    rho = torch.log1p((r * r).sum(dim=1) / (3.0 * scale * scale))
+    return (w_t * rho).sum() / w_t.sum().clamp_min(1e-12)

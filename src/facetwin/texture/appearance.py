@@ -1,0 +1,1101 @@
+"""Appearance stage: photo -> diffuse skin albedo in the ICT UV tiles, the photo's lighting, skin parameters.
+
+:func:`estimate_appearance` runs, in linear light (:mod:`facetwin.frames`):
+
+1. **Photometric refinement** (:func:`facetwin.fit.photometric.refine_photometric`): pose, shape, SH light
+   and a low-resolution albedo from the skin pixels, with outliers (hair, glasses, beard, paint, hands)
+   rejected.
+2. **Unwrap**: every texel of the face tile (0) and the back-of-head tile (1) is placed on the refined mesh,
+   projected into the photo and sampled (bilinear, full resolution). Its confidence in [0, 1] is the
+   product of: visibility (its depth matches the z-buffer of the photo's view), the viewing angle
+   (:data:`VIEW_COS_RAMP`), the distance to the silhouette, to depth edges and to the boundary of what may
+   be skin (:data:`EDGE_RAMP_FACE`), and being inside the detector's face oval and outside the occluders the
+   photometric fit found (:func:`occluder_mask`). Only texels inside the face oval can count, so background
+   and hair around the face never land on the skin.
+3. **Delight**: the sample is divided by the shading of the fitted light on the mesh's normals with the
+   light-weighted ambient occlusion of :mod:`facetwin.texture.delight`.
+4. **White balance and scale** (colour photos): light and albedo are only known up to a common scale per
+   channel. The light's colour is taken from the whites of the eyes where enough of them is seen
+   (:data:`SCLERA_ALBEDO_LINEAR`), and what is left off the skin-colour manifold of
+   :mod:`facetwin.texture.skin` on the cheeks is put down to the light too; then the one overall scale is
+   the one that puts the cheeks on the manifold: the skin model fixes the brightness that goes with the
+   cheeks' chromaticity, so dark skin stays dark and light skin light whatever the exposure. Grayscale
+   and sepia photos have no chromaticity: their scale assumes the photo's white point is a white surface
+   under the brightest light on the face (:func:`_exposure_scale`), and the albedo is gray.
+5. **Shine**: the specular highlights are taken off the face tile (dichromatic model,
+   :func:`facetwin.texture.delight.remove_specular`).
+6. **Complete** (:func:`facetwin.texture.complete.complete_texture`): mirrored through the face's left-right
+   symmetry, a seamless Poisson fill, settling to the person's skin tone (the cheeks' albedo) where nothing
+   was seen (back of the head, neck, ears). A gutter (:func:`facetwin.texture.complete.pad_texture`) fills
+   the texels off the surface.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numba
+import numpy as np
+
+from facetwin.fit.landmarks import Fit, SurfacePoints
+from facetwin.model.ict import HeadModel
+
+SCLERA_ALBEDO_LINEAR = (0.72, 0.66, 0.60)
+"""Assumed diffuse albedo of the white of the eye, linear sRGB: a slightly warm white (sRGB about 0.87,
+0.84, 0.80). Only its chromaticity is used, as the reference for the light's colour."""
+SCLERA_MIN_PIXELS = 12
+"""Fewer visible sclera pixels than this (both eyes) give no white-balance evidence."""
+SCLERA_FULL_PIXELS = 80
+"""From this many sclera pixels on, the sclera's colour is trusted fully (up to :data:`SCLERA_MAX_TRUST`)."""
+SCLERA_MAX_TRUST = 0.9
+"""Largest weight of the sclera's colour against the prior of white light: the sclera is small, veined and
+shadowed by the lids."""
+SCLERA_MAX_CAST = 0.4
+"""A sclera whose colour departs from :data:`SCLERA_ALBEDO_LINEAR` by more than this (natural-log chroma, any
+channel) is not trusted: no light is that coloured in a portrait, a mis-located sclera can be."""
+SCLERA_MIN_OVER_SKIN = 1.0
+"""The sclera's delighted brightness must be at least this multiple of the cheeks' to be trusted (the
+lightest skin has about 0.6 of the sclera's albedo; sunglasses are far darker)."""
+SCLERA_HIDDEN_BELOW_SKIN = 0.5
+"""An eye whose "sclera" is darker than this multiple of the cheeks is covered (sunglasses): sclera is
+several times brighter than any skin, and a shadowed, mis-fitted eye still reaches about the skin's
+brightness."""
+HIDDEN_EYE_MIN_PIXELS = 40
+"""An eye is only judged covered on this many pixels of its opening: a narrowed, smiling eye shows little
+sclera and is dark without being covered."""
+HIDDEN_EYE_GROW = 1.8
+"""An eye judged hidden (no white where the sclera should be) is left out of the texture over its contour
+scaled by this about its centre: lids, lashes and the rim of the lens."""
+SCLERA_BRIGHTNESS_QUANTILES = (0.7, 0.95)
+IRIS_EXCLUDE = 1.35
+"""Pixels within this many iris radii of the iris centre are not sclera."""
+WHITE_POINT_QUANTILE = 0.995
+WHITE_ALBEDO = 0.9
+"""Monotone photos: the photo's brightest (99.5 %) value is taken for a white surface of this albedo under
+the brightest shading on the face."""
+VIEW_COS_RAMP = (0.15, 0.45)
+"""Confidence rises from 0 to 1 as the cosine between the surface normal and the line of sight goes
+from the first value (81 degrees) to the second (63 degrees)."""
+EDGE_RAMP_FACE = 0.05
+"""Confidence rises from 0 at the silhouette or the edge of the face oval to 1 at this fraction of the face
+size (about 7 mm) inside it: the fit is least sure there, and hair and background are near."""
+DEPTH_EDGE_RAMP_FACE = 0.015
+"""Confidence rises from 0 at an inner depth edge (the nose's side, the lips over the teeth) to 1 at this
+fraction of the face size (about 2 mm)."""
+OPENING_GROW_FACE = 0.008
+"""The detector's mouth and eye openings, widened by this fraction of the face size (about 1 mm): skin
+texels that land in them see teeth or the eyeball, where the fitted lids and lips are off."""
+DEPTH_EDGE_CM = 0.5
+"""A jump of this much between neighbouring pixels' depths is a depth edge (an occluding contour)."""
+DEPTH_TOLERANCE_PX = 2.0
+"""A texel is visible when its depth is within this many pixel footprints (over the cosine) of the
+z-buffer; plus :data:`DEPTH_TOLERANCE_CM`."""
+DEPTH_TOLERANCE_CM = 0.1
+SHADING_MIN_FRACTION = 0.05
+"""Texels whose shading is under this fraction of the face's median are in shadow: no confidence."""
+OCCLUDER_MIN_AREA = 0.004
+"""Outlier blobs smaller than this fraction of the face's area (about 1 cm^2) are marks on the skin (moles,
+pores, specks of shine) and stay in the texture; larger ones, or any that reach the edge of the face oval,
+are occluders (hair, hands, glasses, beard) and are left out."""
+OCCLUDER_INTO_FEATURES = 0.05
+"""How far (fraction of the face size, about 7 mm) an occluder is followed into a neighbouring feature."""
+OCCLUDER_DILATE = 0.025
+"""Occluders are widened by this fraction of the face size (about 2 mm): their borders blur into skin."""
+MONOTONE_SATURATION = 0.02
+"""Chromaticity distance from gray (in r, g, b chromaticity coordinates) under which a pixel is gray."""
+MONOTONE_HUE_DEG = 3.0
+"""Hue spread (95th percentile, degrees) under which a photo is toned: a sepia print spreads well under
+1 degree, the least colourful shared colour photo 9 degrees."""
+MONOTONE_MIN_SUM = 0.15
+"""Pixels with r + g + b (sRGB) under this are too dark for a reliable hue."""
+CAPTURE_MAX_PX = 2048
+"""Longest side of the photo region rasterised for the visibility test; larger faces are rasterised at
+reduced scale (the photo itself is always sampled at full resolution)."""
+BACK_TILE_SCALE = 0.5
+"""The back-of-head tile is unwrapped and completed at this fraction of the texture size and upsampled:
+it is seen at grazing angles at best and settles to the skin tone; its detail is low."""
+SHINE_CONFIDENCE = 1.0
+"""A texel whose removed shine is this multiple of its diffuse brightness has lost all confidence."""
+MIN_CHEEK_TEXELS = 50
+CHROMA_PLAUSIBLE = 0.25
+CHROMA_IMPLAUSIBLE = 0.45
+"""Log-chromaticity distance from the skin tone (norm over the zero-mean log channels) at which a texel's
+confidence starts to fall, and where it is gone: blush, tan lines and freckles stay under 0.2."""
+CHROMA_SIGMA = 0.02
+"""Expected error of the cheeks' log chromaticity (per channel): noise, the white balance's leftovers."""
+BLOOD_PRIOR = 0.02
+BLOOD_PRIOR_LOG_SIGMA = 0.9
+"""Prior on the dermal blood fraction of the cheeks: log-normal around 2 % with a factor of 2.5 for one
+sigma (Jacques 1998 gives 0.2 % for bloodless skin; flushed cheeks reach several %)."""
+
+
+@dataclass(frozen=True)
+class AppearanceOptions:
+    """Switches of :func:`estimate_appearance`; defaults are the tested ones.
+
+    Attributes:
+        refine_geometry: let the photometric fit refine pose and shape (else light and albedo only).
+        remove_shine: take specular highlights off the face tile.
+        back_tile_scale: resolution of the back-of-head tile relative to the face tile.
+    """
+
+    refine_geometry: bool = True
+    remove_shine: bool = True
+    back_tile_scale: float = BACK_TILE_SCALE
+
+
+@dataclass(frozen=True)
+class Appearance:
+    """The skin of the person in a photo, in the ICT UV tiles, and the photo's lighting.
+
+    Attributes:
+        albedo_uv_linear: (S, S, 3) float32 diffuse albedo of the face tile (tile 0), linear sRGB in
+            [0, 1], completed, with a gutter off the surface; row 0 at ``v = 1``
+            (:mod:`facetwin.texture.uvmap`).
+        albedo_back_uv_linear: (Sb, Sb, 3) float32 the same for the back-of-head tile (tile 1).
+        texture_raw_srgb: (S, S, 3) float32 the photo unwrapped into the face tile, sRGB, 0 where the photo
+            does not see the texel.
+        confidence: (S, S) float32 in [0, 1], how well the photo saw each face texel (step 2 of the module
+            docstring), after occluders.
+        sh_light: (9, 3) float64 SH radiance coefficients, head frame, Ramamoorthi-Hanrahan order; with the
+            albedo, ``albedo * E / pi * V`` is the photo's linear intensity.
+        skin: skin parameters of the mean cheek albedo: ``melanin``, ``haemoglobin`` (volume fractions),
+            ``ita_deg``, ``cheek_albedo_linear``, ``manifold_log_residual``; None values for monotone photos.
+        fit: the photometrically refined fit.
+        vertex_visibility_ratio: (V, 3) float32 light-weighted visibility of each vertex under ``sh_light``
+            (:func:`facetwin.texture.delight.visibility_ratio`), for re-rendering.
+        monotone: the photo is grayscale or sepia (the albedo is gray).
+        metrics: photometric fit quality (PSNR, SSIM on the skin mask), white balance, per-step seconds.
+    """
+
+    albedo_uv_linear: np.ndarray
+    albedo_back_uv_linear: np.ndarray
+    texture_raw_srgb: np.ndarray
+    confidence: np.ndarray
+    sh_light: np.ndarray
+    skin: dict
+    fit: Fit
+    vertex_visibility_ratio: np.ndarray
+    monotone: bool
+    metrics: dict = field(default_factory=dict)
+
+
+def is_monotone(image_srgb: np.ndarray) -> bool:
+    """Whether a photo is grayscale or toned (sepia, cyanotype): all its colour has one hue.
+
+    On a 256 px copy, for the pixels that are not near black: the chromaticity's distance from gray (the
+    saturation) and its direction (the hue). A photo is monotone when 95 % of the pixels are within
+    :data:`MONOTONE_SATURATION` of gray, or when 95 % of the saturated ones are within
+    :data:`MONOTONE_HUE_DEG` of their mean hue. Colour portraits spread their hues over tens of degrees
+    (skin, lips, eyes, clothes, background: 9 degrees at the least among the shared photos).
+
+    Args:
+        image_srgb: (H, W, 3) float sRGB in [0, 1].
+
+    Returns:
+        True for a grayscale or toned photo.
+    """
+    import cv2
+
+    img = np.asarray(image_srgb, np.float32)
+    scale = 256.0 / max(img.shape[:2])
+    if scale < 1.0:
+        img = cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    px = img.reshape(-1, 3).astype(np.float64)
+    total = px.sum(axis=1)
+    ok = total > MONOTONE_MIN_SUM
+    if ok.sum() < 100:
+        return True
+    c = px[ok] / total[ok, None] - 1.0 / 3.0
+    x = (c[:, 0] - c[:, 1]) / math.sqrt(2.0)
+    y = (c[:, 0] + c[:, 1] - 2.0 * c[:, 2]) / math.sqrt(6.0)
+    sat = np.hypot(x, y)
+    if np.quantile(sat, 0.95) < MONOTONE_SATURATION:
+        return True
+    coloured = sat >= MONOTONE_SATURATION
+    hue = np.arctan2(y[coloured], x[coloured])
+    mean = np.angle(np.exp(1j * hue).mean())
+    spread = np.degrees(np.quantile(np.abs(np.angle(np.exp(1j * (hue - mean)))), 0.95))
+    return bool(spread < MONOTONE_HUE_DEG)
+
+
+def _smoothstep(x, lo, hi):
+    t = np.clip((np.asarray(x, np.float32) - lo) / (hi - lo), 0.0, 1.0)
+    return t * t * (3.0 - 2.0 * t)
+
+
+def occluder_mask(
+    outlier: np.ndarray, candidate: np.ndarray, oval: np.ndarray, face_area_px: float
+) -> np.ndarray:
+    """Which outlier pixels of the photometric fit are occluders rather than marks on the skin.
+
+    Connected blobs of outliers (8-connected) are occluders when their area is at least
+    :data:`OCCLUDER_MIN_AREA` of the face or when they touch the edge of the face oval (hair from above,
+    hands from below); smaller enclosed ones (moles, pores, specks of shine) are not.
+
+    Args:
+        outlier: (h, w) bool outlier pixels of the photometric fit.
+        candidate: (h, w) bool pixels that could be skin.
+        oval: (h, w) bool inside the face oval.
+        face_area_px: the face's area in these pixels.
+
+    Returns:
+        (h, w) bool occluder pixels, not yet widened.
+    """
+    import cv2
+    from scipy.ndimage import binary_fill_holes
+
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(outlier.astype(np.uint8), connectivity=8)
+    if n <= 1:
+        return np.zeros_like(outlier, bool)
+    rim = oval & ~cv2.erode(oval.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    touches = np.zeros(n, bool)
+    touches[np.unique(labels[rim & outlier])] = True
+    big = stats[:, cv2.CC_STAT_AREA] >= OCCLUDER_MIN_AREA * face_area_px
+    keep = big | touches
+    keep[0] = False
+    # What an occluder encloses (an eye inside a sunglass lens, lips inside a beard) is hidden too: those
+    # pixels are features, never skin candidates, so they are not outliers themselves.
+    return binary_fill_holes(keep[labels])
+
+
+def estimate_appearance(
+    model: HeadModel,
+    photo,
+    face,
+    fit: Fit,
+    *,
+    points: SurfacePoints | None = None,
+    texture_size: int = 2048,
+    options: AppearanceOptions = AppearanceOptions(),
+) -> Appearance:
+    """Diffuse albedo, lighting and skin parameters of the face in a photo (module docstring).
+
+    Args:
+        model: the head model.
+        photo: the :class:`facetwin.io.Photo` (its ``image_srgb`` and ``grayscale`` are used).
+        face: the :class:`facetwin.detect.Face` the fit belongs to (its 478 landmarks).
+        fit: the landmark fit of that face.
+        points: the 478 -> ICT correspondence the fit used; None loads the cached one.
+        texture_size: S, texels per side of the face tile (64 to 8192; 2048 by default).
+        options: switches.
+
+    Returns:
+        :class:`Appearance`.
+
+    Raises:
+        ValueError: bad texture size or image.
+        FacetwinError: no skin pixel to fit.
+    """
+    import cv2
+
+    from facetwin.fit.photometric import face_oval_px, landmark_polygon, refine_photometric
+    from facetwin.frames import linear_to_srgb, srgb_to_linear
+    from facetwin.render.shade import vertex_normals
+    from facetwin.texture.complete import complete_texture, pad_texture
+    from facetwin.texture.delight import remove_specular, render_textured, visibility_ratio
+    from facetwin.texture.regions import face_regions
+    from facetwin.texture.uvmap import MAX_SIZE, mirror_texels, uv_raster
+
+    if int(texture_size) != texture_size or not 64 <= texture_size <= MAX_SIZE:
+        raise ValueError(f"texture_size: expected an integer in [64, {MAX_SIZE}], got {texture_size!r}")
+    size = int(texture_size)
+    img_srgb = np.asarray(photo.image_srgb, np.float32)
+    if img_srgb.ndim != 3 or img_srgb.shape[2] != 3:
+        raise ValueError(f"photo.image_srgb: expected (H, W, 3), got {img_srgb.shape}")
+    seconds: dict[str, float] = {}
+    t0 = time.perf_counter()
+    if points is None:
+        from facetwin.fit.correspondence import landmark_correspondence
+
+        points = landmark_correspondence(model)
+    monotone = bool(photo.grayscale) or is_monotone(img_srgb)
+    image_linear = srgb_to_linear(img_srgb)
+    if monotone:
+        gray = image_linear @ np.array([0.2126, 0.7152, 0.0722], np.float32)
+        image_linear = np.repeat(gray[..., None], 3, axis=2)
+    seconds["prepare"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    phot = refine_photometric(
+        model, image_linear, face.landmarks, fit, points, refine_geometry=options.refine_geometry
+    )
+    seconds["photometric"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    new_fit = phot.fit
+    verts = new_fit.vertices.astype(np.float64)
+    cam = new_fit.camera
+    normals = vertex_normals(verts, model.faces)
+    sh = phot.sh_light.copy()
+    ratio_v = visibility_ratio(normals, phot.visibility, phot.directions, sh)
+    oval_poly = face_oval_px(face.landmarks)
+    view = phot.view
+    h, w = phot.skin_mask.shape
+    oval_work = np.zeros((h, w), np.uint8)
+    cv2.fillPoly(
+        oval_work,
+        [np.round(((oval_poly - view.origin_px) * view.scale - 0.5) * 256).astype(np.int32)],
+        1,
+        shift=8,
+    )
+    face_size_work = new_fit.face_size_px * view.scale
+    occl = occluder_mask(phot.outlier_mask, phot.candidate_mask, oval_work.astype(bool), face_size_work**2)
+    # Features are never outliers (they are not skin candidates): what an occluder reaches into them (hair
+    # over a brow, a frame over a lid) is hidden too, as far as OCCLUDER_INTO_FEATURES.
+    r2 = max(round(OCCLUDER_INTO_FEATURES * face_size_work), 1)
+    disc2 = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r2 + 1, 2 * r2 + 1))
+    occl = occl | (cv2.dilate(occl.astype(np.uint8), disc2).astype(bool) & phot.feature_mask)
+    r = max(round(OCCLUDER_DILATE * face_size_work), 1)
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+    occl = cv2.dilate(occl.astype(np.uint8), disc)
+    occl_soft = cv2.GaussianBlur(occl.astype(np.float32), (0, 0), max(r / 2.0, 0.5))
+    # The whites of the eyes: the light's colour, and whether the eyes are seen at all (sunglasses).
+    eyes = _sclera_samples(
+        model, verts, normals, cam, image_linear, face.landmarks, sh, ratio_v, occl_soft, view
+    )
+    skin_ref = _grid_skin_brightness(model, phot.albedo_grid_linear)
+    good, hidden_eyes = [], 0
+    for poly, samples in eyes:
+        if samples.shape[0] < SCLERA_MIN_PIXELS // 2:
+            continue
+        if (
+            samples.shape[0] >= HIDDEN_EYE_MIN_PIXELS
+            and float(_sclera_colour(samples).mean()) < SCLERA_HIDDEN_BELOW_SKIN * skin_ref
+        ):
+            # No white where the eye is: something dark covers it. Hide the eye and its surroundings.
+            hidden_eyes += 1
+            centre = poly.mean(axis=0)
+            grown = centre + HIDDEN_EYE_GROW * (poly - centre)
+            pts = np.round(((grown - view.origin_px) * view.scale - 0.5) * 256).astype(np.int32)
+            cv2.fillPoly(occl, [pts], 1, shift=8)
+        else:
+            good.append(samples)
+    if hidden_eyes:
+        occl_soft = cv2.GaussianBlur(occl.astype(np.float32), (0, 0), max(r / 2.0, 0.5))
+    if good:
+        allg = np.concatenate(good)
+        sclera = {
+            "pixels": int(allg.shape[0]),
+            "albedo_linear": _sclera_colour(allg).tolist(),
+            "hidden_eyes": hidden_eyes,
+        }
+    else:
+        sclera = {"pixels": 0, "albedo_linear": None, "hidden_eyes": hidden_eyes}
+    openings = [landmark_polygon(face.landmarks, k) for k in ("mouth", "left_eye", "right_eye")]
+    capture = _capture(model, verts, cam, oval_poly, openings, new_fit.face_size_px)
+    seconds["capture"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    back_size = max(64, round(size * options.back_tile_scale))
+    tiles = {}
+    for tile, s in ((0, size), (1, back_size)):
+        tiles[tile] = _unwrap(
+            model,
+            uv_raster(model, tile, s),
+            verts,
+            normals,
+            ratio_v,
+            sh,
+            cam,
+            image_linear,
+            capture,
+            occl_soft,
+            view,
+        )
+    seconds["unwrap"] = time.perf_counter() - t0
+
+    # White balance and overall scale.
+    t0 = time.perf_counter()
+    reg = face_regions(model, size)
+    face_tile = tiles[0]
+    cheek = reg.cheeks & (face_tile.confidence > 0.5)
+    if cheek.sum() < MIN_CHEEK_TEXELS:
+        cheek = face_tile.confidence > 0.5
+    if monotone:
+        gains, white = _exposure_scale(sh, normals, image_linear, model)
+        skin, wb = _no_skin(), {"method": "white point", "white_level_linear": round(white, 5)}
+    else:
+        gains, skin, wb = _calibrate(face_tile.albedo[cheek], sclera)
+    for t in tiles.values():
+        t.albedo /= gains
+    sh = sh * gains[None, :]
+    seconds["calibrate"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    spec_amount = 0.0
+    if options.remove_shine and not monotone:
+        treat = (face_tile.confidence > 0.0) & ~reg.eyes & ~reg.lips & ~reg.brows
+        diffuse, spec = remove_specular(face_tile.albedo, treat)
+        face_tile.albedo = diffuse
+        # Under strong shine the diffuse colour is a guess: let the completion weigh it down.
+        lum = np.maximum(np.nan_to_num(diffuse).mean(axis=2), 1e-6)
+        face_tile.confidence *= np.clip(1.0 - spec / (SHINE_CONFIDENCE * lum), 0.0, 1.0)
+        spec_amount = float(spec[treat].mean()) if treat.any() else 0.0
+    seconds["shine"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    plain = (face_tile.confidence > 0.5) & ~reg.features
+    tone = _skin_tone(face_tile.albedo, plain if plain.sum() >= MIN_CHEEK_TEXELS else cheek, monotone)
+    # Colours far from the skin's chromaticity (a green fringe at a grazing silhouette, paint the
+    # outlier test missed) are not taken as skin, outside the features.
+    for t in tiles.values():
+        plausible = _chroma_plausibility(t.albedo, tone)
+        if t is face_tile:
+            plausible = np.where(reg.features, 1.0, plausible)
+        t.confidence = t.confidence * plausible.astype(np.float32)
+    out = {}
+    for tile, t in tiles.items():
+        s = t.raster.size
+        albedo = np.clip(np.nan_to_num(t.albedo), 0.0, 1.0)
+        if monotone:
+            albedo = np.repeat(albedo.mean(axis=2, keepdims=True), 3, axis=2)
+        done = complete_texture(albedo, t.confidence, mirror_texels(model, tile, s), t.raster.valid, tone)
+        tex = np.clip(pad_texture(done.texture_linear, t.raster.valid), 0.0, 1.0)
+        if s != (size if tile == 0 else back_size):
+            tex = cv2.resize(tex, (s, s), interpolation=cv2.INTER_LINEAR)
+        out[tile] = tex.astype(np.float32)
+    if out[1].shape[0] != size:
+        out[1] = cv2.resize(out[1], (size, size), interpolation=cv2.INTER_LINEAR)
+    seconds["complete"] = time.perf_counter() - t0
+
+    raw = np.where(face_tile.seen[..., None], linear_to_srgb(np.nan_to_num(face_tile.raw)), 0.0).astype(
+        np.float32
+    )
+
+    # Re-render with the final albedo and light, on the photometric fit's crop and skin mask.
+    t0 = time.perf_counter()
+    from facetwin.fit.photometric import psnr_masked, ssim_masked
+
+    ratio_final = visibility_ratio(normals, phot.visibility, phot.directions, sh)
+    radiance, _ = render_textured(
+        model, verts, cam.R, cam.t, view.K, h, w, {0: out[0], 1: out[1]}, sh, ratio_final, overlay_materials()
+    )
+    obs_srgb = linear_to_srgb(view.image_linear)
+    ren_srgb = linear_to_srgb(radiance)
+    rerender = {
+        "psnr_db": psnr_masked(obs_srgb, ren_srgb, phot.skin_mask),
+        "ssim": ssim_masked(obs_srgb, ren_srgb, phot.skin_mask),
+        "psnr_candidates_db": psnr_masked(obs_srgb, ren_srgb, phot.candidate_mask),
+        "pixels": int(phot.skin_mask.sum()),
+    }
+    seconds["rerender"] = time.perf_counter() - t0
+    metrics = {
+        "photometric": {k: _round(v) for k, v in phot.metrics.items()},
+        "rerender": {k: _round(v) for k, v in rerender.items()},
+        "white_balance": wb,
+        "sclera": sclera,
+        "shine_mean_linear": round(spec_amount, 5),
+        "seen_fraction_face_tile": round(
+            float((face_tile.confidence > 0.5).sum() / face_tile.raster.valid.sum()), 4
+        ),
+        "occluder_fraction": round(float(occl.astype(bool)[oval_work.astype(bool)].mean()), 4),
+        "seconds": {k: round(v, 3) for k, v in seconds.items()},
+    }
+    return Appearance(
+        albedo_uv_linear=out[0],
+        albedo_back_uv_linear=out[1],
+        texture_raw_srgb=raw,
+        confidence=face_tile.confidence.astype(np.float32),
+        sh_light=sh,
+        skin=skin,
+        fit=new_fit,
+        vertex_visibility_ratio=ratio_final,
+        monotone=monotone,
+        metrics=metrics,
+    )
+
+
+def overlay_materials() -> dict:
+    """Linear albedo of the non-skin materials in re-renders: the sclera prior, the export's defaults."""
+    from facetwin.export.gltf import material_look
+
+    out = {
+        name: material_look(name).colour_linear
+        for name in ("M_IrisLeft", "M_IrisRight", "M_Teeth", "M_GumsTongue")
+    }
+    out["M_ScleraLeft"] = out["M_ScleraRight"] = SCLERA_ALBEDO_LINEAR
+    return out
+
+
+def render_appearance_overlay(model: HeadModel, appearance: Appearance, image_srgb: np.ndarray) -> np.ndarray:
+    """The face's skin with its albedo under the fitted light, drawn over the photo it came from.
+
+    Args:
+        model: the head model.
+        appearance: the :class:`Appearance` of the photo.
+        image_srgb: (H, W, 3) float sRGB in [0, 1], the photo (its size is the camera's).
+
+    Returns:
+        (H, W, 3) uint8 sRGB.
+    """
+    from facetwin.frames import linear_to_srgb
+    from facetwin.texture.delight import render_textured
+
+    img = np.asarray(image_srgb, np.float32)
+    if img.ndim != 3 or img.shape[2] != 3:
+        raise ValueError(f"image_srgb: expected (H, W, 3), got {img.shape}")
+    cam = appearance.fit.camera
+    h, w = img.shape[:2]
+    radiance, material = render_textured(
+        model,
+        appearance.fit.vertices,
+        cam.R,
+        cam.t,
+        cam.K,
+        h,
+        w,
+        {0: appearance.albedo_uv_linear, 1: appearance.albedo_back_uv_linear},
+        appearance.sh_light,
+        appearance.vertex_visibility_ratio,
+        overlay_materials(),
+    )
+    out = img.copy()
+    # The face's skin only: eyes, mouth and the back of the head (under the hair) stay the photo's.
+    drawn = material == model.material_names.index("M_Face")
+    out[drawn] = linear_to_srgb(radiance[drawn])
+    return np.round(np.clip(out, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def _round(v):
+    return round(v, 5) if isinstance(v, float) else v
+
+
+@dataclass
+class _Tile:
+    """Unwrapped tile (mutable while the stage runs)."""
+
+    raster: object
+    albedo: np.ndarray  # (S, S, 3) float32 delighted, NaN where not seen
+    raw: np.ndarray  # (S, S, 3) float32 photo sample, linear, NaN where not seen
+    confidence: np.ndarray  # (S, S) float32
+    seen: np.ndarray  # (S, S) bool texel projects onto the photo and is visible
+
+
+@dataclass(frozen=True)
+class _Capture:
+    """The photo region around the head, rasterised for the visibility test."""
+
+    depth: np.ndarray  # (h, w) float32 cm, inf off the mesh
+    edge_px: np.ndarray  # (h, w) float32 distance (capture pixels) to the silhouette or the oval's edge
+    depth_edge_px: np.ndarray  # (h, w) float32 distance (capture pixels) to an inner depth edge
+    oval: np.ndarray  # (h, w) float32 1 inside the face oval
+    opening: np.ndarray  # (h, w) float32 1 inside the mouth's or the eyes' opening (not skin)
+    scale: float  # capture pixels per photo pixel
+    origin: np.ndarray  # (2,) photo pixel of the capture's corner
+    edge_ramp_px: float  # EDGE_RAMP_FACE in capture pixels
+    depth_edge_ramp_px: float  # DEPTH_EDGE_RAMP_FACE in capture pixels
+
+
+def _capture(model, verts, cam, oval_poly, openings, face_size_px) -> _Capture:
+    """Rasterise the head over the face oval's box (at most :data:`CAPTURE_MAX_PX`) for visibility."""
+    import cv2
+
+    from facetwin.render.raster import rasterize
+    from facetwin.texture.delight import occluding_faces
+
+    lo = np.floor(oval_poly.min(axis=0)) - 4
+    hi = np.ceil(oval_poly.max(axis=0)) + 4
+    lo = np.maximum(lo, 0)
+    hi = np.minimum(hi, [cam.width, cam.height])
+    side = max(float((hi - lo).max()), 1.0)
+    scale = min(1.0, CAPTURE_MAX_PX / side)
+    w = max(int(np.ceil((hi[0] - lo[0]) * scale)), 1)
+    h = max(int(np.ceil((hi[1] - lo[1]) * scale)), 1)
+    K = cam.K.copy()
+    K[:2] *= scale
+    K[0, 2] -= lo[0] * scale
+    K[1, 2] -= lo[1] * scale
+    vc = cam.to_camera(verts)
+    raster = rasterize(vc, model.faces[occluding_faces(model)], K, h, w)
+    depth = raster.depth
+    covered = raster.covered
+    d = np.where(covered, depth, np.float32(1e6))
+    jump = np.zeros((h, w), bool)
+    dx = np.abs(np.diff(d, axis=1)) > DEPTH_EDGE_CM
+    dy = np.abs(np.diff(d, axis=0)) > DEPTH_EDGE_CM
+    jump[:, 1:] |= dx
+    jump[:, :-1] |= dx
+    jump[1:, :] |= dy
+    jump[:-1, :] |= dy
+    oval = np.zeros((h, w), np.uint8)
+    cv2.fillPoly(oval, [np.round(((oval_poly - lo) * scale - 0.5) * 256).astype(np.int32)], 1, shift=8)
+    opening = np.zeros((h, w), np.uint8)
+    for poly in openings:
+        cv2.fillPoly(opening, [np.round(((poly - lo) * scale - 0.5) * 256).astype(np.int32)], 1, shift=8)
+    grow = max(round(OPENING_GROW_FACE * face_size_px * scale), 1)
+    opening = cv2.dilate(opening, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1)))
+    opening = cv2.GaussianBlur(opening.astype(np.float32), (0, 0), grow / 2.0)
+    dist = cv2.distanceTransform((covered & oval.astype(bool)).astype(np.uint8), cv2.DIST_L2, 3)
+    dist_jump = cv2.distanceTransform((~jump).astype(np.uint8), cv2.DIST_L2, 3)
+    return _Capture(
+        depth=depth,
+        edge_px=dist,
+        depth_edge_px=dist_jump,
+        oval=oval.astype(np.float32),
+        opening=opening,
+        scale=scale,
+        origin=lo,
+        edge_ramp_px=max(EDGE_RAMP_FACE * face_size_px * scale, 1.0),
+        depth_edge_ramp_px=max(DEPTH_EDGE_RAMP_FACE * face_size_px * scale, 1.0),
+    )
+
+
+@numba.njit(cache=True)
+def _bilinear(img, x, y, c):  # pragma: no cover - compiled
+    """Bilinear sample of channel ``c`` of (h, w, C) ``img`` at pixel-centre coordinates (x, y); the border
+    pixel continues outside."""
+    h, w = img.shape[0], img.shape[1]
+    x = min(max(x, 0.0), w - 1.0)
+    y = min(max(y, 0.0), h - 1.0)
+    j0 = min(int(x), w - 2) if w > 1 else 0
+    i0 = min(int(y), h - 2) if h > 1 else 0
+    tx = x - j0
+    ty = y - i0
+    j1 = min(j0 + 1, w - 1)
+    i1 = min(i0 + 1, h - 1)
+    top = (1.0 - tx) * img[i0, j0, c] + tx * img[i0, j1, c]
+    bot = (1.0 - tx) * img[i1, j0, c] + tx * img[i1, j1, c]
+    return (1.0 - ty) * top + ty * bot
+
+
+@numba.njit(cache=True)
+def _ramp(x):  # pragma: no cover - compiled
+    """Smoothstep from 0 at x <= 0 to 1 at x >= 1."""
+    t = min(max(x, 0.0), 1.0)
+    return t * t * (3.0 - 2.0 * t)
+
+
+@numba.njit(cache=True, parallel=True)
+def _unwrap_kernel(
+    idx,
+    tri_id,
+    bary,
+    faces,
+    verts,
+    normals,
+    shade_v,
+    rot,
+    trans,
+    kmat,
+    image,
+    depth,
+    maps,
+    cap_origin,
+    cap_scale,
+    occl,
+    view_origin,
+    view_scale,
+    edge_ramp,
+    depth_edge_ramp,
+    cos_lo,
+    cos_hi,
+    tol_cm,
+    tol_px,
+    albedo,
+    raw,
+    conf,
+    seen,
+    lum,
+):  # pragma: no cover - compiled
+    """Everything of :func:`_unwrap` per valid texel ``idx[k]`` (flat index); see the module docstring.
+
+    ``maps`` (h, w, 4) holds the capture's edge distance, inner depth-edge distance, oval and opening.
+    Writes ``albedo``, ``raw`` (S*S, 3), ``conf``, ``seen`` (S*S) and ``lum`` (n,) the texel's shading.
+    """
+    H, W = image.shape[0], image.shape[1]
+    ch, cw = depth.shape[0], depth.shape[1]
+    for k in numba.prange(idx.shape[0]):
+        q = idx[k]
+        t = tri_id[q]
+        w0, w1, w2 = bary[q, 0], bary[q, 1], bary[q, 2]
+        a, b, c = faces[t, 0], faces[t, 1], faces[t, 2]
+        p0 = w0 * verts[a, 0] + w1 * verts[b, 0] + w2 * verts[c, 0]
+        p1 = w0 * verts[a, 1] + w1 * verts[b, 1] + w2 * verts[c, 1]
+        p2 = w0 * verts[a, 2] + w1 * verts[b, 2] + w2 * verts[c, 2]
+        x = rot[0, 0] * p0 + rot[0, 1] * p1 + rot[0, 2] * p2 + trans[0]
+        y = rot[1, 0] * p0 + rot[1, 1] * p1 + rot[1, 2] * p2 + trans[1]
+        z = rot[2, 0] * p0 + rot[2, 1] * p1 + rot[2, 2] * p2 + trans[2]
+        s0 = w0 * shade_v[a, 0] + w1 * shade_v[b, 0] + w2 * shade_v[c, 0]
+        s1 = w0 * shade_v[a, 1] + w1 * shade_v[b, 1] + w2 * shade_v[c, 1]
+        s2 = w0 * shade_v[a, 2] + w1 * shade_v[b, 2] + w2 * shade_v[c, 2]
+        lum[k] = (s0 + s1 + s2) / 3.0
+        if z <= 1.0:
+            continue
+        px = kmat[0, 0] * x / z + kmat[0, 1] * y / z + kmat[0, 2]
+        py = kmat[1, 1] * y / z + kmat[1, 2]
+        if px < 0.5 or px > W - 0.5 or py < 0.5 or py > H - 0.5:
+            continue
+        cx = (px - cap_origin[0]) * cap_scale - 0.5
+        cy = (py - cap_origin[1]) * cap_scale - 0.5
+        if cx < -0.5 or cx > cw - 0.5 or cy < -0.5 or cy > ch - 0.5:
+            continue
+        n0 = w0 * normals[a, 0] + w1 * normals[b, 0] + w2 * normals[c, 0]
+        n1 = w0 * normals[a, 1] + w1 * normals[b, 1] + w2 * normals[c, 1]
+        n2 = w0 * normals[a, 2] + w1 * normals[b, 2] + w2 * normals[c, 2]
+        c0 = rot[0, 0] * n0 + rot[0, 1] * n1 + rot[0, 2] * n2
+        c1 = rot[1, 0] * n0 + rot[1, 1] * n1 + rot[1, 2] * n2
+        c2 = rot[2, 0] * n0 + rot[2, 1] * n1 + rot[2, 2] * n2
+        norm = max(np.sqrt(c0 * c0 + c1 * c1 + c2 * c2) * np.sqrt(x * x + y * y + z * z), 1e-12)
+        vcos = -(c0 * x + c1 * y + c2 * z) / norm
+        zi = min(max(round(cy), 0), ch - 1)
+        zj = min(max(round(cx), 0), cw - 1)
+        zbuf = depth[zi, zj]
+        footprint = z / (kmat[0, 0] * cap_scale)
+        tol = tol_cm + tol_px * footprint / max(vcos, 0.1)
+        if not (zbuf < 1e30 and z <= zbuf + tol):
+            continue
+        seen[q] = True
+        f = _ramp((vcos - cos_lo) / (cos_hi - cos_lo))
+        f *= _ramp((_bilinear(maps, cx, cy, 0) - 1.0) / edge_ramp)  # 1: the boundary pixel itself
+        f *= _ramp(_bilinear(maps, cx, cy, 1) / depth_edge_ramp)
+        f *= min(max(_bilinear(maps, cx, cy, 2), 0.0), 1.0)
+        f *= min(max(1.0 - _bilinear(maps, cx, cy, 3), 0.0), 1.0)
+        wx = (px - view_origin[0]) * view_scale - 0.5
+        wy = (py - view_origin[1]) * view_scale - 0.5
+        f *= min(max(1.0 - _bilinear(occl, wx, wy, 0), 0.0), 1.0)
+        conf[q] = f
+        for d in range(3):
+            v = _bilinear(image, px - 0.5, py - 0.5, d)
+            raw[q, d] = v
+        albedo[q, 0] = raw[q, 0] / max(s0, 1e-12)
+        albedo[q, 1] = raw[q, 1] / max(s1, 1e-12)
+        albedo[q, 2] = raw[q, 2] / max(s2, 1e-12)
+
+
+def _unwrap(model, uvr, verts, normals, ratio_v, sh, cam, image_linear, capture, occl_soft, view) -> _Tile:
+    """Sample the photo into one tile with confidence, and divide by the shading (module docstring).
+
+    The shading is evaluated at the vertices (exact SH irradiance of the vertex normal, times the vertex's
+    visibility ratio) and interpolated across each triangle: second-order SH light varies far more slowly
+    than a 3 mm triangle.
+    """
+    from facetwin.texture.delight import SHADING_FLOOR, shading_linear
+
+    s = uvr.size
+    idx = np.flatnonzero(uvr.valid.ravel())
+    shade_v = shading_linear(normals, ratio_v, sh).astype(np.float64)
+    albedo = np.full((s * s, 3), np.nan, np.float32)
+    raw = np.full((s * s, 3), np.nan, np.float32)
+    conf = np.zeros(s * s, np.float32)
+    seen = np.zeros(s * s, bool)
+    lum = np.zeros(idx.size, np.float64)
+    depth = np.where(np.isfinite(capture.depth), capture.depth, np.float32(1e38)).astype(np.float32)
+    maps = np.ascontiguousarray(
+        np.stack([capture.edge_px, capture.depth_edge_px, capture.oval, capture.opening], axis=2), np.float32
+    )
+    _unwrap_kernel(
+        idx,
+        uvr.tri_id.ravel(),
+        uvr.bary.reshape(-1, 3),
+        model.faces,
+        np.ascontiguousarray(verts, np.float64),
+        np.ascontiguousarray(normals, np.float64),
+        shade_v,
+        np.ascontiguousarray(cam.R, np.float64),
+        np.ascontiguousarray(cam.t, np.float64),
+        np.ascontiguousarray(cam.K, np.float64),
+        np.ascontiguousarray(image_linear, np.float32),
+        depth,
+        maps,
+        np.asarray(capture.origin, np.float64),
+        float(capture.scale),
+        np.ascontiguousarray(occl_soft, np.float32)[..., None],
+        np.asarray(view.origin_px, np.float64),
+        float(view.scale),
+        float(capture.edge_ramp_px),
+        float(capture.depth_edge_ramp_px),
+        VIEW_COS_RAMP[0],
+        VIEW_COS_RAMP[1],
+        DEPTH_TOLERANCE_CM,
+        DEPTH_TOLERANCE_PX,
+        albedo,
+        raw,
+        conf,
+        seen,
+        lum,
+    )
+    # Texels in deep shadow: their albedo is noise over almost nothing.
+    good = conf[idx] > 0.5
+    ref = float(np.median(lum[good])) if good.any() else 1.0
+    ref = max(ref, 1e-9)
+    conf[idx] *= _smoothstep(lum / ref, SHADING_MIN_FRACTION, 2.0 * SHADING_MIN_FRACTION)
+    dark = np.zeros(s * s, bool)
+    dark[idx] = lum < SHADING_FLOOR * ref
+    albedo[dark] = np.nan
+    return _Tile(
+        raster=uvr,
+        albedo=albedo.reshape(s, s, 3),
+        raw=raw.reshape(s, s, 3),
+        confidence=np.clip(conf, 0.0, 1.0).reshape(s, s),
+        seen=seen.reshape(s, s),
+    )
+
+
+def _sclera_samples(
+    model, verts, normals, cam, image_linear, landmarks, sh, ratio_v, occl_soft, view
+) -> list:
+    """Delighted colours of the visible sclera of each eye.
+
+    Sclera pixels: the sclera meshes' pixels inside the detector's eye contour, away from the iris and from
+    occluders (:func:`occluder_mask`).
+
+    Returns:
+        one ``(polygon (P, 2) photo pixels, samples (N, 3) linear albedo in the light's units)`` per eye.
+    """
+    import cv2
+    from mediapipe.python.solutions.face_mesh_connections import FACEMESH_LEFT_EYE, FACEMESH_RIGHT_EYE
+
+    from facetwin.fit.photometric import _loop
+    from facetwin.render.raster import rasterize
+    from facetwin.texture.delight import occluding_faces, shading_linear
+
+    lm = np.asarray(landmarks, np.float64)[:, :2]
+    names = ("M_ScleraLeft", "M_ScleraRight")
+    sclera_ids = [model.material_names.index(n) for n in names if n in model.material_names]
+    eyes = []
+    occ = occluding_faces(model)
+    H, W = image_linear.shape[:2]
+    for loop_edges, iris in ((FACEMESH_LEFT_EYE, 473), (FACEMESH_RIGHT_EYE, 468)):
+        poly = lm[_loop(loop_edges)]
+        lo = np.maximum(np.floor(poly.min(axis=0)) - 2, 0)
+        hi = np.minimum(np.ceil(poly.max(axis=0)) + 2, [W, H])
+        if np.any(hi - lo < 3):
+            eyes.append((poly, np.zeros((0, 3))))
+            continue
+        w, h = int(hi[0] - lo[0]), int(hi[1] - lo[1])
+        K = cam.K.copy()
+        K[0, 2] -= lo[0]
+        K[1, 2] -= lo[1]
+        raster = rasterize(cam.to_camera(verts), model.faces[occ], K, h, w)
+        mask = np.zeros((h, w), np.uint8)
+        cv2.fillPoly(mask, [np.round((poly - lo - 0.5) * 256).astype(np.int32)], 1, shift=8)
+        mask = cv2.erode(mask, np.ones((3, 3), np.uint8)).astype(bool)
+        yy, xx = np.mgrid[0:h, 0:w] + 0.5
+        centre = lm[iris]
+        radius = float(np.linalg.norm(lm[iris + 1 : iris + 5] - centre, axis=1).mean())
+        far = np.hypot(xx + lo[0] - centre[0], yy + lo[1] - centre[1]) > IRIS_EXCLUDE * radius
+        tri = raster.tri_id
+        on = tri >= 0
+        mat = np.full((h, w), -1)
+        mat[on] = model.face_material[occ[tri[on]]]
+        wx = (xx + lo[0] - view.origin_px[0]) * view.scale - 0.5
+        wy = (yy + lo[1] - view.origin_px[1]) * view.scale - 0.5
+        hidden = (
+            cv2.remap(
+                occl_soft,
+                wx.astype(np.float32),
+                wy.astype(np.float32),
+                cv2.INTER_LINEAR,
+                borderMode=cv2.BORDER_REPLICATE,
+            )
+            > 0.5
+        )
+        sel = mask & far & np.isin(mat, sclera_ids) & ~hidden
+        if not sel.any():
+            eyes.append((poly, np.zeros((0, 3))))
+            continue
+        t = occ[tri[sel]]
+        b = raster.bary[sel]
+        n = np.einsum("nk,nkd->nd", b, normals[model.faces[t]])
+        n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
+        rr = np.einsum("nk,nkd->nd", b, ratio_v[model.faces[t]])
+        shade = shading_linear(n, rr, sh)
+        pix = image_linear[int(lo[1]) : int(lo[1]) + h, int(lo[0]) : int(lo[0]) + w][sel]
+        ok = shade.min(axis=1) > 1e-4
+        a = pix[ok] / shade[ok]
+        eyes.append((poly, a[np.all(np.isfinite(a), axis=1) & (a.min(axis=1) > 0)]))
+    return eyes
+
+
+def _sclera_colour(samples: np.ndarray) -> np.ndarray:
+    """Median of sclera samples between the :data:`SCLERA_BRIGHTNESS_QUANTILES` of brightness: the iris,
+    lashes, lid shadows and veins darken the rest, glints on the cornea are the very brightest."""
+    lum = samples.mean(axis=1)
+    lo, hi = np.quantile(lum, SCLERA_BRIGHTNESS_QUANTILES)
+    sel = (lum >= lo) & (lum <= hi)
+    return np.median(samples[sel] if sel.any() else samples, axis=0)
+
+
+def _grid_skin_brightness(model, grid: np.ndarray) -> float:
+    """Mean brightness of the photometric fit's low-resolution albedo over the cheeks (light's units)."""
+    from facetwin.texture.regions import face_regions
+
+    cheeks = face_regions(model, grid.shape[0]).cheeks
+    if not cheeks.any():
+        return float(np.median(grid))
+    return float(grid[cheeks].mean())
+
+
+def _zero_mean(x):
+    x = np.asarray(x, np.float64)
+    return x - x.mean()
+
+
+def _calibrate(cheek_albedo: np.ndarray, sclera: dict) -> tuple[np.ndarray, dict, dict]:
+    """Per-channel gains that white-balance and scale the albedo (module docstring, step 4).
+
+    Args:
+        cheek_albedo: (N, 3) delighted cheek texels, relative units.
+        sclera: the sclera's colour and pixel count.
+
+    Returns:
+        gains: (3,) divide the albedo by these, multiply the light by them.
+        skin: the skin parameters of the corrected mean cheek albedo.
+        wb: what went into the white balance.
+    """
+    from facetwin.texture.skin import ita_degrees
+
+    a = np.asarray(cheek_albedo, np.float64)
+    a = a[np.all(np.isfinite(a), axis=1) & (a.min(axis=1) > 0)]
+    if a.shape[0] == 0:
+        return np.ones(3), _no_skin(), {"method": "none"}
+    if a.shape[0] > 4000:
+        a = a[np.linspace(0, a.shape[0] - 1, 4000).astype(int)]
+    la = np.log(a)
+    # Robust centre: drop the texels farthest from the median (moles, shine, stray shadow).
+    dist = np.abs(la - np.median(la, axis=0)).max(axis=1)
+    la = la[dist <= np.quantile(dist, 0.8)]
+    cast = np.zeros(3)
+    trust = 0.0
+    n_scl = int(sclera.get("pixels", 0))
+    usable = sclera.get("albedo_linear") is not None and n_scl >= SCLERA_MIN_PIXELS
+    if usable:
+        d = _zero_mean(np.log(np.asarray(sclera["albedo_linear"])) - np.log(SCLERA_ALBEDO_LINEAR))
+        brighter = float(np.mean(sclera["albedo_linear"])) / float(np.exp(la.mean(axis=0)).mean())
+        # A "sclera" darker than the skin, or strongly coloured, is not one (sunglasses, a closed eye).
+        usable = brighter >= SCLERA_MIN_OVER_SKIN and float(np.abs(d).max()) <= SCLERA_MAX_CAST
+    if usable:
+        trust = SCLERA_MAX_TRUST * min(1.0, n_scl / SCLERA_FULL_PIXELS)
+        cast = trust * d
+    mean1 = np.exp((la - cast).mean(axis=0))
+    # What is off the manifold in chromaticity is put down to the light's colour.
+    first = _fit_chromaticity(mean1)
+    off = _zero_mean(np.log(mean1) - np.log(first["albedo_linear"]))
+    cast = cast + off
+    mean2 = mean1 / np.exp(off)
+    fit = _fit_chromaticity(mean2)
+    scale = fit["scale"]
+    gains = np.exp(cast) * scale
+    cheek = mean2 / scale
+    skin = {
+        "melanin": round(float(fit["melanin"]), 5),
+        "haemoglobin": round(float(fit["haemoglobin"]), 5),
+        "ita_deg": round(float(ita_degrees(cheek)), 3),
+        "cheek_albedo_linear": [round(float(x), 5) for x in cheek],
+        "manifold_log_residual": round(float(fit["log_residual"]), 5),
+    }
+    wb = {
+        "method": "sclera+skin" if trust > 0 else "skin",
+        "sclera_trust": round(trust, 3),
+        "light_cast_log": [round(float(x), 4) for x in cast],
+        "scale": round(float(scale), 5),
+    }
+    return gains, skin, wb
+
+
+def _fit_chromaticity(albedo: np.ndarray) -> dict:
+    """The skin-manifold point with the chromaticity of ``albedo``, and the brightness scale to it.
+
+    Minimises ``|r|^2 / CHROMA_SIGMA^2 + (log h - log BLOOD_PRIOR)^2 / BLOOD_PRIOR_LOG_SIGMA^2`` over the
+    manifold, with ``r`` the zero-mean (scale-free) log-albedo residual: on its own, chromaticity does not
+    pin dark skin down (much melanin with little blood looks like less melanin with more blood, at half the
+    brightness), so the blood fraction is held to its usual range. A grid search, then a local refinement.
+
+    Returns:
+        dict: ``albedo_linear`` (3,) the manifold point, ``melanin``, ``haemoglobin``, ``scale``
+        (``exp(mean(log albedo - log manifold point))``), ``log_residual`` (RMS over channels of ``r``).
+    """
+    from facetwin.texture.skin import HAEMOGLOBIN_RANGE, MELANIN_RANGE, skin_albedo_linear, skin_grid
+
+    g = skin_grid()
+    la = np.log(np.maximum(np.asarray(albedo, np.float64), 1e-6))
+    target = la - la.mean()
+
+    def cost(log_m, log_h, log_albedo):
+        r = (log_albedo - log_albedo.mean(axis=-1, keepdims=True)) - target
+        prior = ((log_h - math.log(BLOOD_PRIOR)) / BLOOD_PRIOR_LOG_SIGMA) ** 2
+        return (r**2).sum(axis=-1) / CHROMA_SIGMA**2 + prior
+
+    grid = np.log(g.albedo_linear[1:-1, 1:-1])
+    lm, lh = np.meshgrid(g.log_melanin[1:-1], g.log_haemoglobin[1:-1], indexing="ij")
+    c = cost(lm, lh, grid)
+    i, j = np.unravel_index(np.argmin(c), c.shape)
+    cur = np.array([lm[i, j], lh[i, j]])
+    fc = float(c[i, j])
+    step = np.array([g.log_melanin[1] - g.log_melanin[0], g.log_haemoglobin[1] - g.log_haemoglobin[0]])
+    lo = np.log([MELANIN_RANGE[0], HAEMOGLOBIN_RANGE[0]])
+    hi = np.log([MELANIN_RANGE[1], HAEMOGLOBIN_RANGE[1]])
+    for shrink in (0.5, 0.25, 0.125, 0.0625):
+        for d in ((1, 0), (-1, 0), (0, 1), (0, -1), (1, 1), (-1, -1), (1, -1), (-1, 1)):
+            cand = np.clip(cur + shrink * step * np.asarray(d), lo, hi)
+            fv = float(cost(cand[0], cand[1], np.log(skin_albedo_linear(np.exp(cand[0]), np.exp(cand[1])))))
+            if fv < fc:
+                cur, fc = cand, fv
+    s = np.log(skin_albedo_linear(np.exp(cur[0]), np.exp(cur[1])))
+    r = (s - s.mean()) - target
+    return {
+        "albedo_linear": np.exp(s),
+        "melanin": float(np.exp(cur[0])),
+        "haemoglobin": float(np.exp(cur[1])),
+        "scale": float(np.exp((la - s).mean())),
+        "log_residual": float(np.sqrt((r**2).mean())),
+    }
+
+
+def _no_skin() -> dict:
+    return {
+        "melanin": None,
+        "haemoglobin": None,
+        "ita_deg": None,
+        "cheek_albedo_linear": None,
+        "manifold_log_residual": None,
+    }
+
+
+def _exposure_scale(sh, normals, image_linear, model) -> tuple[np.ndarray, float]:
+    """Gains for a monotone photo, whose chromaticity cannot fix the albedo's scale.
+
+    The photo's white point (its :data:`WHITE_POINT_QUANTILE` brightness, e.g. a collar or a highlight of
+    the background) is taken for a white Lambertian surface of albedo :data:`WHITE_ALBEDO` under the
+    brightest shading the fitted light puts on the face.
+
+    Returns:
+        gains: (3,) as :func:`_calibrate`'s; white_level: the photo's white point, linear.
+    """
+    from facetwin.texture.delight import shading_linear
+
+    face_v = np.unique(model.faces[model.material_faces(("M_Face",))])
+    shade = shading_linear(normals[face_v], None, sh)
+    peak = max(float(np.quantile(shade.mean(axis=1), 0.99)), 1e-9)
+    white = max(float(np.quantile(image_linear.mean(axis=2), WHITE_POINT_QUANTILE)), 1e-6)
+    return np.full(3, white / (WHITE_ALBEDO * peak)), white
+
+
+def _chroma_plausibility(albedo: np.ndarray, tone: np.ndarray) -> np.ndarray:
+    """(S, S) in [0, 1]: 1 for texels within :data:`CHROMA_PLAUSIBLE` (log chromaticity) of the skin tone,
+    falling to 0 at :data:`CHROMA_IMPLAUSIBLE`; 0 where the albedo is missing."""
+    la = np.log(np.maximum(np.nan_to_num(albedo, nan=0.0), 1e-4))
+    lt = np.log(np.maximum(tone.astype(np.float64), 1e-4))
+    d = (la - la.mean(axis=2, keepdims=True)) - (lt - lt.mean())
+    dist = np.sqrt((d**2).sum(axis=2))
+    out = 1.0 - _smoothstep(dist, CHROMA_PLAUSIBLE, CHROMA_IMPLAUSIBLE)
+    return np.where(np.isfinite(albedo).all(axis=2), out, 0.0)
+
+
+def _skin_tone(albedo: np.ndarray, region: np.ndarray, monotone: bool) -> np.ndarray:
+    """(3,) fallback colour for what the photo does not show: the median albedo of well-seen plain skin
+    (``region``), gray if monotone."""
+    a = albedo[region]
+    a = a[np.all(np.isfinite(a), axis=1)] if a.size else a
+    if a.shape[0] == 0:
+        from facetwin.texture.skin import skin_albedo_linear
+
+        tone = skin_albedo_linear(0.08, 0.012)
+    else:
+        tone = np.median(a, axis=0)
+    if monotone:
+        tone = np.full(3, float(np.mean(tone)))
+    return np.clip(tone, 0.0, 1.0).astype(np.float32)

@@ -1,0 +1,454 @@
+"""Delighting: the shading a photo's lighting puts on the head, and taking it (and the shine) off.
+
+Forward model, in linear light (see :mod:`facetwin.frames`), for a point ``x`` of the skin with unit normal
+``n`` in the head frame:
+
+    ``I(x) = albedo(x) * S(x) + specular(x)``,   ``S(x) = E(n) / pi * V(x)``
+
+* ``E(n)`` is the irradiance of second-order spherical-harmonic lighting ``sh_light`` (9, 3), radiance
+  coefficients in the head frame (:func:`facetwin.render.shade.sh_irradiance`, Ramamoorthi & Hanrahan 2001),
+  so ``albedo * E / pi`` is Lambertian radiance.
+* ``V(x)`` in [0, 1] is the share of that irradiance that is not blocked by the head itself: ambient occlusion
+  weighted by the light. It is estimated per vertex from :data:`N_DIRECTIONS` shadow maps of the mesh
+  (:func:`vertex_visibility`) as ``V = sum_d vis_d max(n.d, 0) L+(d) / sum_d max(n.d, 0) L+(d)``, with
+  ``L+(d)`` the (clamped) SH radiance arriving from direction ``d``. A vertex that sees every direction gets
+  exactly 1 whatever the sampling, so the coarse sampling only matters in the eye sockets, under the nose
+  and chin and behind the ears, where it gives soft, light-dependent shadows.
+* ``specular`` is the shine of the skin's surface (Shafer's dichromatic model, 1985): it has the colour of the
+  light, so once the image is divided by ``S`` (which carries the light's colour) it adds a grey offset to the
+  albedo. :func:`remove_specular` takes it off against the local colour of the diffuse skin.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+N_DIRECTIONS = 64
+"""Shadow-map directions over the sphere for :func:`vertex_visibility`: enough for soft shadows of the nose
+and eye sockets under smooth (second-order SH) light; the ratio form keeps open surfaces exactly at 1."""
+SHADOW_MAP_PX = 256
+"""Side of each shadow map: about 1.2 mm per pixel over a 30 cm head."""
+SHADOW_BIAS_PX = 3.0
+"""Depth tolerance of the shadow test, in shadow-map pixels: a vertex is lit when it is at most this much
+behind the nearest surface, so surfaces at grazing angles do not shadow themselves."""
+SHADOW_DISTANCE_CM = 1.0e4
+"""Distance of the shadow-map cameras: at 100 m the perspective is orthographic to within 0.02 %."""
+VISIBILITY_FLOOR = 1e-6
+"""Added to both sums of the visibility ratio: where no light reaches the normal at all, V is 1 (the
+shading is 0 anyway)."""
+SHADING_FLOOR = 1e-3
+"""Smallest shading divided by when delighting (0.1 % of a white, frontally lit surface); below it a
+texel is in shadow and its confidence is 0."""
+
+SPECULAR_CHROMA_BLOCKS = 64
+"""The diffuse skin colour for :func:`remove_specular` is a robust average over blocks of 1/64 of the tile
+(3 mm on the face): skin colour changes slowly, highlights are smaller or brighter."""
+SPECULAR_FIT_TOL = 0.06
+"""A texel is treated only if it is within this fraction of its length of the plane spanned by the local
+skin colour and gray, i.e. it is skin plus some shine and not another colour."""
+SPECULAR_NOISE_MAD = 3.0
+"""A texel's grey offset must exceed the median by this many robust standard deviations (MAD x 1.4826)
+before any of it is taken as shine: texture and noise stay in the albedo."""
+
+
+def sphere_directions(n: int = N_DIRECTIONS) -> np.ndarray:
+    """Nearly uniform unit directions on the sphere (Fibonacci lattice).
+
+    Args:
+        n: how many.
+
+    Returns:
+        (n, 3) float64 unit vectors.
+
+    Example:
+        >>> d = sphere_directions(100)
+        >>> bool(np.allclose(np.linalg.norm(d, axis=1), 1.0)), bool(np.abs(d.mean(axis=0)).max() < 0.02)
+        (True, True)
+    """
+    if int(n) != n or n < 1:
+        raise ValueError(f"n: expected a positive integer, got {n!r}")
+    k = np.arange(n) + 0.5
+    z = 1.0 - 2.0 * k / n
+    r = np.sqrt(np.maximum(1.0 - z * z, 0.0))
+    phi = k * math.pi * (3.0 - math.sqrt(5.0))
+    return np.stack([r * np.cos(phi), r * np.sin(phi), z], axis=1)
+
+
+def vertex_visibility(
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    directions: np.ndarray,
+    *,
+    resolution: int = SHADOW_MAP_PX,
+) -> np.ndarray:
+    """Which vertices each direction's distant light reaches (shadow maps of the mesh, numba rasteriser).
+
+    For each direction ``d`` the mesh is rasterised by a distant camera at ``d`` looking at the mesh's
+    centre; a vertex is lit from ``d`` when it is no more than :data:`SHADOW_BIAS_PX` pixels behind the
+    nearest surface at its pixel.
+
+    Args:
+        vertices: (V, 3) float, centimetres, any frame (e.g. the head frame).
+        faces: (F, 3) int, the occluding triangles (leave out see-through shells).
+        directions: (D, 3) unit vectors towards the light, the frame of ``vertices``.
+        resolution: shadow-map side, pixels.
+
+    Returns:
+        (V, D) bool; vertices in no face of ``faces`` are lit from everywhere.
+    """
+    from facetwin.camera import intrinsics
+    from facetwin.render.raster import rasterize
+
+    v = np.asarray(vertices, np.float64)
+    d = np.asarray(directions, np.float64)
+    if v.ndim != 2 or v.shape[1] != 3:
+        raise ValueError(f"vertices: expected (V, 3), got {v.shape}")
+    if d.ndim != 2 or d.shape[1] != 3:
+        raise ValueError(f"directions: expected (D, 3), got {d.shape}")
+    used = np.unique(np.asarray(faces))
+    centre = 0.5 * (v[used].min(axis=0) + v[used].max(axis=0))
+    radius = float(np.linalg.norm(v[used] - centre, axis=1).max()) * 1.02
+    focal = SHADOW_DISTANCE_CM * (resolution / 2.0) / radius
+    K = intrinsics(focal, resolution, resolution)
+    bias = SHADOW_BIAS_PX * 2.0 * radius / resolution
+    lit = np.ones((v.shape[0], d.shape[0]), dtype=bool)
+    for k, dk in enumerate(d / np.linalg.norm(d, axis=1, keepdims=True)):
+        R = _look_rotation(-dk)
+        t = np.array([0.0, 0.0, SHADOW_DISTANCE_CM]) - R @ centre
+        cam = v @ R.T + t
+        raster = rasterize(cam, faces, K, resolution, resolution)
+        uv = cam[used, :2] / cam[used, 2:3] * focal + resolution / 2.0
+        j = np.clip(np.floor(uv[:, 0]).astype(np.int64), 0, resolution - 1)
+        i = np.clip(np.floor(uv[:, 1]).astype(np.int64), 0, resolution - 1)
+        lit[used, k] = cam[used, 2] <= raster.depth[i, j] + bias
+    return lit
+
+
+def _look_rotation(forward: np.ndarray) -> np.ndarray:
+    """(3, 3) rotation whose third row is ``forward``: maps the world to an OpenCV camera looking along it."""
+    up = np.array([0.0, 1.0, 0.0]) if abs(forward[1]) < 0.9 else np.array([1.0, 0.0, 0.0])
+    x = np.cross(up, forward)
+    x /= np.linalg.norm(x)
+    y = np.cross(forward, x)
+    return np.stack([x, y, forward])
+
+
+def sh_radiance(directions: np.ndarray, sh_light: np.ndarray) -> np.ndarray:
+    """Radiance ``L(d) = sum_lm L_lm Y_lm(d)`` of SH lighting arriving from each direction.
+
+    Args:
+        directions: (D, 3) unit vectors, the frame of ``sh_light``.
+        sh_light: (9, 3) radiance coefficients per RGB channel.
+
+    Returns:
+        (D, 3) float64, linear.
+    """
+    import torch
+
+    from facetwin.render.shade import sh_basis
+
+    basis = sh_basis(torch.from_numpy(np.asarray(directions, np.float64))).numpy()
+    return basis @ np.asarray(sh_light, np.float64)
+
+
+def visibility_ratio(
+    normals: np.ndarray, visibility: np.ndarray, directions: np.ndarray, sh_light: np.ndarray
+) -> np.ndarray:
+    """Light-weighted share of the irradiance that reaches each vertex (module docstring, ``V``).
+
+    Args:
+        normals: (V, 3) unit normals, the frame of ``directions`` and ``sh_light``.
+        visibility: (V, D) bool from :func:`vertex_visibility`.
+        directions: (D, 3) unit vectors.
+        sh_light: (9, 3) radiance coefficients.
+
+    Returns:
+        (V, 3) float32 in [0, 1] per RGB channel.
+    """
+    n = np.asarray(normals, np.float64)
+    vis = np.asarray(visibility)
+    if vis.shape != (n.shape[0], np.asarray(directions).shape[0]):
+        raise ValueError(
+            f"visibility: expected {(n.shape[0], np.asarray(directions).shape[0])}, got {vis.shape}"
+        )
+    cos = np.clip(n @ np.asarray(directions, np.float64).T, 0.0, None)  # (V, D)
+    light = np.clip(sh_radiance(directions, sh_light), 0.0, None)  # (D, 3)
+    num = (cos * vis) @ light
+    den = cos @ light
+    return ((num + VISIBILITY_FLOOR) / (den + VISIBILITY_FLOOR)).astype(np.float32)
+
+
+def shading_linear(normals: np.ndarray, ratio: np.ndarray, sh_light: np.ndarray) -> np.ndarray:
+    """Shading ``S = E(n) / pi * V`` (module docstring) at points with these normals.
+
+    Args:
+        normals: (..., 3) unit normals, the frame of ``sh_light``; NaN rows give NaN.
+        ratio: (..., 3) visibility ratio ``V`` per channel (:func:`visibility_ratio`, interpolated), or
+            (..., 1) or None for no occlusion.
+        sh_light: (9, 3) radiance coefficients.
+
+    Returns:
+        (..., 3) float32, clipped at 0: linear radiance of a white Lambertian surface.
+    """
+    import torch
+
+    from facetwin.render.shade import sh_irradiance
+
+    n = torch.from_numpy(np.ascontiguousarray(normals, np.float32))
+    e = sh_irradiance(n, torch.as_tensor(np.asarray(sh_light, np.float32))).numpy() / np.float32(math.pi)
+    if ratio is not None:
+        e = e * np.asarray(ratio, np.float32)
+    return np.clip(e, 0.0, None)
+
+
+def sh_directional_light(direction: np.ndarray, irradiance_rgb) -> np.ndarray:
+    """SH coefficients of a distant light of given irradiance from one direction (projected to band 2).
+
+    A delta of radiance in direction ``l`` has ``L_lm = E0 Y_lm(l)``; the irradiance it gives through
+    :func:`facetwin.render.shade.sh_irradiance` is ``E0 max(n.l, 0)`` to within 3/32 of ``E0``.
+
+    Args:
+        direction: (3,) towards the light, any length, head frame.
+        irradiance_rgb: (3,) or scalar ``E0`` per channel, linear.
+
+    Returns:
+        (9, 3) float64 radiance coefficients.
+    """
+    d = np.asarray(direction, np.float64).reshape(3)
+    d = d / np.linalg.norm(d)
+    import torch
+
+    from facetwin.render.shade import sh_basis
+
+    basis = sh_basis(torch.from_numpy(d)).numpy()  # (9,)
+    return basis[:, None] * np.broadcast_to(np.asarray(irradiance_rgb, np.float64), (3,))[None, :]
+
+
+def sh_ambient_light(radiance_rgb) -> np.ndarray:
+    """SH coefficients of constant radiance from every direction (irradiance ``pi L`` on any normal).
+
+    Args:
+        radiance_rgb: (3,) or scalar radiance per channel, linear.
+
+    Returns:
+        (9, 3) float64 with only the band-0 row non-zero: ``L_00 = 2 sqrt(pi) L``.
+    """
+    out = np.zeros((9, 3))
+    out[0] = 2.0 * math.sqrt(math.pi) * np.broadcast_to(np.asarray(radiance_rgb, np.float64), (3,))
+    return out
+
+
+def remove_specular(
+    albedo_linear: np.ndarray,
+    mask: np.ndarray,
+    *,
+    blocks: int = SPECULAR_CHROMA_BLOCKS,
+    noise_mad: float = SPECULAR_NOISE_MAD,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Take the shine off a delighted skin texture (dichromatic model, module docstring).
+
+    In a texture already divided by the shading, shine adds a grey offset ``m (1, 1, 1)`` to the diffuse
+    colour, while the diffuse skin colour changes only slowly. Per texel, the observed colour is split as
+    ``A = s c + m (1, 1, 1)`` with ``c`` the local diffuse chromaticity (a robust block average, highlights
+    left out) by least squares, ``s, m >= 0``. Only the part of ``m`` above the texture's own scatter (median
+    + :data:`SPECULAR_NOISE_MAD` robust sigmas) is taken off, so pores, freckles and noise stay.
+
+    Args:
+        albedo_linear: (S, S, 3) delighted texture, linear, white-balanced (the light's colour divided out).
+        mask: (S, S) bool, the skin texels to treat (leave out eyes, lips, teeth, unseen texels).
+        blocks: blocks per side for the local diffuse chromaticity.
+        noise_mad: the threshold, in robust standard deviations of ``m``.
+
+    Returns:
+        diffuse_linear: (S, S, 3) float32, ``A - m'`` with ``m'`` the shine taken off (0 outside ``mask``).
+        specular: (S, S) float32, ``m'``, the grey shine per texel (linear).
+    """
+    import cv2
+
+    a = np.asarray(albedo_linear, np.float32)
+    if a.ndim != 3 or a.shape[2] != 3 or np.shape(mask) != a.shape[:2]:
+        raise ValueError(f"albedo_linear (S, S, 3) and mask (S, S) disagree: {a.shape}, {np.shape(mask)}")
+    size = a.shape[0]
+    idx = np.flatnonzero(np.asarray(mask, bool).ravel())
+    flat = a.reshape(-1, 3)
+    av = flat[idx]
+    good = np.isfinite(av).all(axis=1) & (av.min(axis=1) > 0.0)
+    idx, av = idx[good], av[good]
+    spec = np.zeros(a.shape[:2], np.float32)
+    if idx.size < 16:
+        return a.copy(), spec
+    chroma = av / np.maximum(av.sum(axis=1, keepdims=True), 1e-6)
+    # The shine whitens: the least saturated texels (min / sum large) are left out of the local colour.
+    sat = chroma.min(axis=1)
+    keep = sat <= np.quantile(sat, 0.7)
+    w = np.zeros(size * size, np.float32)
+    w[idx[keep]] = 1.0
+    cw = np.zeros((size * size, 3), np.float32)
+    cw[idx[keep]] = chroma[keep]
+    small = (blocks, blocks)
+    num = cv2.resize(cw.reshape(size, size, 3), small, interpolation=cv2.INTER_AREA)
+    den = cv2.resize(w.reshape(size, size), small, interpolation=cv2.INTER_AREA)
+    filled = _fill_nearest(num / np.maximum(den, 1e-9)[..., None], den > 1e-3)
+    c = cv2.resize(filled, (size, size), interpolation=cv2.INTER_LINEAR).reshape(-1, 3)[idx]
+    c = c / np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-6)
+    g = np.full(3, 1.0 / math.sqrt(3.0), np.float32)
+    # Least squares for A = s c + m' g with unit c, g: 2x2 normal equations per texel.
+    cg = c @ g
+    ac = (av * c).sum(axis=1)
+    ag = av @ g
+    det = np.maximum(1.0 - cg * cg, 1e-6)
+    s_c = (ac - cg * ag) / det  # diffuse amount along c
+    m_g = (ag - cg * ac) / det  # grey amount along g
+    resid = av - s_c[:, None] * c - m_g[:, None] * g
+    # Only colours between the local skin colour and gray are skin with shine; paint, brows, moles and
+    # other colours are left alone.
+    fits = (s_c > 0.0) & (np.linalg.norm(resid, axis=1) <= SPECULAR_FIT_TOL * np.linalg.norm(av, axis=1))
+    m = np.where(fits, np.clip(m_g / math.sqrt(3.0), 0.0, None), 0.0)  # grey offset per channel
+    med = float(np.median(m))
+    sigma = 1.4826 * float(np.median(np.abs(m - med))) + 1e-6
+    # Never take off more than leaves every channel positive.
+    m_off = np.minimum(np.clip(m - (med + noise_mad * sigma), 0.0, None), 0.95 * av.min(axis=1))
+    spec.reshape(-1)[idx] = m_off
+    out = a.copy()
+    out.reshape(-1, 3)[idx] -= m_off[:, None]
+    return out, spec
+
+
+def _fill_nearest(image: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """Copy of (n, n, C) ``image`` with the texels outside ``known`` set to their nearest known one."""
+    from scipy.ndimage import distance_transform_edt
+
+    if not known.any():
+        return np.full_like(image, 1.0 / image.shape[2])
+    idx = distance_transform_edt(~known, return_distances=False, return_indices=True)
+    return image[idx[0], idx[1]].astype(np.float32)
+
+
+HIDDEN_MATERIALS = ("M_EyeOcclusion", "M_LacrimalFluid", "M_EyeBlend", "M_EyeLashes")
+"""See-through shells and cut-out lashes of ICT FaceKit: neither drawn nor casting shadows here."""
+
+
+def occluding_faces(model) -> np.ndarray:
+    """(F',) int64 ids into ``model.faces`` of the opaque triangles (all but :data:`HIDDEN_MATERIALS`)."""
+    return np.flatnonzero(~model.material_faces(HIDDEN_MATERIALS))
+
+
+def sample_tile(texture: np.ndarray, uv: np.ndarray, tile: int) -> np.ndarray:
+    """Bilinear lookup of a tile texture at OBJ UVs (texel convention of :mod:`facetwin.texture.uvmap`).
+
+    Args:
+        texture: (S, S, C) float32 tile image, row 0 at ``v = 1``.
+        uv: (..., 2) OBJ ``(u, v)``; ``u`` in ``[tile, tile + 1)``.
+        tile: the tile the texture belongs to.
+
+    Returns:
+        (..., C) float32; the border texel continues past the edges.
+    """
+    import cv2
+
+    tex = np.asarray(texture, np.float32)
+    size = tex.shape[0]
+    uv = np.asarray(uv, np.float32)
+    flat = uv.reshape(-1, 2)
+    mx = ((flat[:, 0] - tile) * size - 0.5).astype(np.float32)
+    my = ((1.0 - flat[:, 1]) * size - 0.5).astype(np.float32)
+    out = remap_points(tex, mx, my, cv2.INTER_LINEAR)
+    return out.reshape(uv.shape[:-1] + (tex.shape[2],))
+
+
+_REMAP_COLUMNS = 4096
+"""Row length of the maps :func:`remap_points` hands to OpenCV, whose maps must be under 32767 a side."""
+
+
+def remap_points(image: np.ndarray, x: np.ndarray, y: np.ndarray, interpolation: int) -> np.ndarray:
+    """OpenCV ``remap`` at N scattered points (pixel-centre coordinates: the centre of pixel (i, j) is (j, i)).
+
+    Args:
+        image: (H, W) or (H, W, C) float32.
+        x: (N,) column coordinates; y: (N,) row coordinates.
+        interpolation: an OpenCV flag (``cv2.INTER_LINEAR``, ``cv2.INTER_NEAREST``).
+
+    Returns:
+        (N,) or (N, C) float32; the border pixel continues outside the image.
+    """
+    import cv2
+
+    n = int(np.asarray(x).shape[0])
+    rows = max(-(-n // _REMAP_COLUMNS), 1)
+    pad = rows * _REMAP_COLUMNS - n
+    mx = np.concatenate([np.asarray(x, np.float32), np.zeros(pad, np.float32)]).reshape(rows, _REMAP_COLUMNS)
+    my = np.concatenate([np.asarray(y, np.float32), np.zeros(pad, np.float32)]).reshape(rows, _REMAP_COLUMNS)
+    out = cv2.remap(np.asarray(image, np.float32), mx, my, interpolation, borderMode=cv2.BORDER_REPLICATE)
+    return out.reshape((rows * _REMAP_COLUMNS,) + out.shape[2:])[:n]
+
+
+def render_textured(
+    model,
+    vertices: np.ndarray,
+    R: np.ndarray,
+    t: np.ndarray,
+    K: np.ndarray,
+    height: int,
+    width: int,
+    tiles: dict,
+    sh_light: np.ndarray,
+    ratio: np.ndarray | None,
+    material_albedo: dict | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Lambertian render of the head with albedo tiles under SH light (the forward model of this module).
+
+    Args:
+        model: the head model.
+        vertices: (V, 3) centimetres, head frame.
+        R: (3, 3) head -> OpenCV camera rotation; t: (3,) centimetres.
+        K: (3, 3) intrinsics, pixels.
+        height: H; width: W, pixels.
+        tiles: ``{tile index: (S, S, 3) albedo, linear}`` for the skin tiles (0 face, 1 back of head);
+            a missing tile renders grey 0.5.
+        sh_light: (9, 3) radiance coefficients, head frame.
+        ratio: (V, 3) per-vertex visibility ratio (:func:`visibility_ratio`), or None for none.
+        material_albedo: ``{material name: (3,) linear albedo}`` for the other opaque materials; grey 0.5
+            for any not given.
+
+    Returns:
+        radiance_linear: (H, W, 3) float32, 0 where nothing is drawn.
+        material: (H, W) int16 material index of each pixel (``model.material_names``), -1 where none.
+    """
+    from facetwin.render.raster import rasterize
+    from facetwin.render.shade import vertex_normals
+
+    draw = occluding_faces(model)
+    faces = model.faces[draw]
+    v = np.asarray(vertices, np.float64)
+    cam = v @ np.asarray(R, np.float64).T + np.asarray(t, np.float64)
+    raster = rasterize(cam, faces, K, height, width)
+    cov = raster.covered
+    tri = draw[raster.tri_id[cov]]
+    bary = raster.bary[cov].astype(np.float32)
+    normals = vertex_normals(v, model.faces)
+    n = np.einsum("nk,nkd->nd", bary, normals[model.faces[tri]].astype(np.float32))
+    n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
+    r = (
+        None
+        if ratio is None
+        else np.einsum("nk,nkd->nd", bary, np.asarray(ratio, np.float32)[model.faces[tri]])
+    )
+    shade = shading_linear(n, r, sh_light)
+    mat = model.face_material[tri]
+    albedo = np.full((tri.size, 3), 0.5, np.float32)
+    uv = np.einsum("nk,nkd->nd", bary, model.uvs[model.face_uv_ids[tri]])
+    for tile, tex in tiles.items():
+        sel = np.floor(uv[:, 0]) == tile
+        sel &= np.isin(mat, [model.material_names.index(n) for n in ("M_Face", "M_BackHead")])
+        if sel.any():
+            albedo[sel] = sample_tile(tex, uv[sel], tile)
+    for name, colour in (material_albedo or {}).items():
+        if name in model.material_names:
+            albedo[mat == model.material_names.index(name)] = np.asarray(colour, np.float32)
+    out = np.zeros((height, width, 3), np.float32)
+    out[cov] = albedo * shade
+    material = np.full((height, width), -1, np.int16)
+    material[cov] = mat
+    return out, material

@@ -1,0 +1,211 @@
+"""Synthetic known-answer scenes for the appearance tests: an ICT head with a skin-model albedo under known light.
+
+Not a test module (no ``test_`` prefix); the appearance and photometric tests import it. The albedo map is
+built from the biophysical skin model (:mod:`facetwin.texture.skin`) with a base melanin per skin tone, a
+blush on the cheeks, redder lips, dark brows and blemishes; the head is rendered with the forward model of
+:mod:`facetwin.texture.delight` (Lambert, second-order SH light, light-weighted visibility from 128
+shadow maps of the true mesh), supersampled 2x, encoded as 8-bit sRGB. The "detected" landmarks are the
+model's own correspondence points projected from the true mesh, plus noise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.spatial.transform import Rotation
+
+from facetwin.camera import Camera, intrinsics
+from facetwin.detect import Face
+from facetwin.frames import linear_to_srgb, srgb_to_linear
+from facetwin.io import Photo
+from facetwin.texture.appearance import SCLERA_ALBEDO_LINEAR
+from facetwin.texture.delight import (
+    occluding_faces,
+    render_textured,
+    sh_ambient_light,
+    sh_directional_light,
+    sphere_directions,
+    vertex_visibility,
+    visibility_ratio,
+)
+from facetwin.texture.regions import face_regions, landmark_uv
+from facetwin.texture.skin import ita_degrees, skin_albedo_linear
+from facetwin.texture.uvmap import uv_raster
+
+WIDTH = HEIGHT = 448
+FOCAL_PX = 1400.0
+DISTANCE_CM = 80.0
+MATERIAL_ALBEDO = {
+    "M_IrisLeft": (0.06, 0.035, 0.02),
+    "M_IrisRight": (0.06, 0.035, 0.02),
+    "M_Teeth": (0.55, 0.5, 0.42),
+    "M_GumsTongue": (0.35, 0.08, 0.08),
+}
+TONES = {"very_light": 0.028, "light": 0.06, "tan": 0.11, "brown": 0.17, "dark": 0.21}
+"""Base melanin fraction per skin tone: ITA about +62, +42, +20, -12 and -50 degrees at 1.2 % blood."""
+BASE_BLOOD = 0.012
+
+
+def lights() -> dict[str, np.ndarray]:
+    """Three known SH lights (9, 3), head frame: soft white from the front, warm key with a blue fill from
+    the upper left, and a hard white light from the subject's left side with little fill."""
+    return {
+        "front_white": sh_directional_light([0.3, 0.4, 1.0], 2.4) + sh_ambient_light(0.25),
+        "warm_key_blue_fill": sh_directional_light([-0.8, 0.6, 0.8], [2.6, 2.1, 1.5])
+        + sh_ambient_light([0.15, 0.2, 0.3]),
+        "one_sided": sh_directional_light([1.0, 0.25, 0.35], 2.9) + sh_ambient_light(0.08),
+    }
+
+
+def skin_tiles(model, size: int, melanin: float, seed: int = 0) -> dict[int, np.ndarray]:
+    """Known albedo tiles ``{0: face, 1: back of head}``, (S, S, 3) float32 linear, from the skin model."""
+    rng = np.random.default_rng(seed)
+    reg = face_regions(model, size)
+    yy, xx = (np.mgrid[0:size, 0:size] + 0.5) / size
+    low = np.zeros((size, size))
+    for _ in range(4):  # smooth melanin variation, +-10 %
+        kx, ky, ph = rng.uniform(1.0, 3.0), rng.uniform(1.0, 3.0), rng.uniform(0, 2 * np.pi)
+        low += np.sin(2 * np.pi * (kx * xx + ky * yy) + ph)
+    mel = melanin * (1.0 + 0.05 * low)
+    blood = np.full((size, size), BASE_BLOOD)
+    import cv2
+
+    blush = cv2.GaussianBlur(reg.cheeks.astype(np.float32), (0, 0), size * 0.04)
+    blood *= 1.0 + 1.5 * blush / max(blush.max(), 1e-6)
+    lips = cv2.GaussianBlur(reg.lips.astype(np.float32), (0, 0), size * 0.004)
+    blood = blood * (1.0 - lips) + 0.06 * lips
+    mel = mel * (1.0 - 0.3 * lips)
+    brow_lines = np.zeros((size, size), np.float32)
+    lm_uv = landmark_uv(model)
+    for ids in ((17, 18, 19, 20, 21), (22, 23, 24, 25, 26)):
+        pts = np.stack([lm_uv[list(ids), 0] * size, (1.0 - lm_uv[list(ids), 1]) * size], axis=1)
+        cv2.polylines(
+            brow_lines, [np.round(pts - 0.5).astype(np.int32)], False, 1.0, max(int(0.025 * size), 1)
+        )
+    brows = cv2.GaussianBlur(brow_lines, (0, 0), size * 0.004)
+    mel = mel * (1.0 - brows) + 0.4 * brows
+    for _ in range(40):  # blemishes: small red or brown spots
+        cx, cy = rng.uniform(0.2, 0.8, 2) * size
+        rad = rng.uniform(1.0, 3.0) * size / 512
+        spot = np.exp(-((xx * size - cx) ** 2 + (yy * size - cy) ** 2) / (2 * rad**2))
+        if rng.random() < 0.5:
+            blood = blood * (1 + 2.0 * spot)
+        else:
+            mel = mel * (1 + 0.6 * spot)
+    mel = np.clip(mel, 0.002, 0.4)
+    blood = np.clip(blood, 0.001, 0.1)
+    face = skin_albedo_linear(mel, blood).astype(np.float32)
+    back = np.broadcast_to(skin_albedo_linear(melanin, BASE_BLOOD).astype(np.float32), (size, size, 3)).copy()
+    for tile, tex in ((0, face), (1, back)):
+        tex[~uv_raster(model, tile, size).valid] = 0.0
+    return {0: face, 1: back}
+
+
+@dataclass(frozen=True)
+class Scene:
+    """One synthetic photo with its known answers."""
+
+    photo: Photo
+    face: Face
+    vertices: np.ndarray  # (V, 3) true mesh, cm, head frame
+    camera: Camera
+    tiles: dict  # true albedo tiles, linear
+    sh_light: np.ndarray  # (9, 3) true light, head frame
+    image_linear: np.ndarray  # (H, W, 3) the render before 8-bit sRGB encoding
+
+
+def true_geometry(model, seed: int = 3) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    alpha = rng.normal(0.0, 0.7, 100).astype(np.float32)
+    w = np.zeros(53, np.float32)
+    return model.vertices(alpha, w)
+
+
+def true_camera(yaw: float = 15.0, pitch: float = 5.0) -> Camera:
+    R = np.diag([1.0, -1.0, -1.0]) @ Rotation.from_euler("YX", [yaw, pitch], degrees=True).as_matrix()
+    return Camera(intrinsics(FOCAL_PX, WIDTH, HEIGHT), R, np.array([0.5, -1.5, DISTANCE_CM]), WIDTH, HEIGHT)
+
+
+def visibility_of(model, vertices) -> tuple[np.ndarray, np.ndarray]:
+    """(V, 128) shadow-map visibility of the true mesh and its directions (fine sampling for the truth)."""
+    dirs = sphere_directions(128)
+    return vertex_visibility(vertices, model.faces[occluding_faces(model)], dirs, resolution=384), dirs
+
+
+def make_scene(
+    model,
+    points,
+    tiles: dict,
+    sh_light: np.ndarray,
+    vertices: np.ndarray,
+    camera: Camera,
+    visibility: tuple[np.ndarray, np.ndarray],
+    *,
+    noise_px: float = 0.5,
+    seed: int = 0,
+    occluder: str | None = None,
+    background_srgb=(0.45, 0.5, 0.55),
+) -> Scene:
+    """Render a scene; ``occluder`` is None, "sunglasses" (dark lenses over both eyes) or "hair" (a dark
+    strand across the forehead from the image border)."""
+    import cv2
+
+    from facetwin.render.shade import vertex_normals
+
+    rng = np.random.default_rng(seed)
+    vis, dirs = visibility
+    normals = vertex_normals(vertices.astype(np.float64), model.faces)
+    ratio = visibility_ratio(normals, vis, dirs, sh_light)
+    mats = dict(MATERIAL_ALBEDO)
+    mats["M_ScleraLeft"] = mats["M_ScleraRight"] = SCLERA_ALBEDO_LINEAR
+    ss = 2
+    K2 = camera.K.copy()
+    K2[:2] *= ss
+    big, _ = render_textured(
+        model, vertices, camera.R, camera.t, K2, HEIGHT * ss, WIDTH * ss, tiles, sh_light, ratio, mats
+    )
+    covered = np.any(big > 0, axis=2)
+    bg = srgb_to_linear(np.asarray(background_srgb, np.float32))
+    big[~covered] = bg
+    img = cv2.resize(big, (WIDTH, HEIGHT), interpolation=cv2.INTER_AREA)
+    lm2 = camera.project(points.evaluate(vertices))
+    jaw = camera.project(vertices[model.landmark68[[0, 16]]])
+    face_px = float(np.linalg.norm(jaw[1] - jaw[0]))
+    if occluder == "sunglasses":
+        for eye in (slice(36, 42), slice(42, 48)):
+            c = camera.project(vertices[model.landmark68[eye]]).mean(axis=0)
+            axes = (int(0.15 * face_px), int(0.11 * face_px))
+            cv2.ellipse(
+                img, (int(c[0]), int(c[1] + 0.02 * face_px)), axes, 0, 0, 360, (0.01, 0.012, 0.015), -1
+            )
+        bridge = camera.project(vertices[model.landmark68[[39, 42]]]).astype(int)
+        cv2.line(img, tuple(bridge[0]), tuple(bridge[1]), (0.01, 0.012, 0.015), 4)
+    elif occluder == "hair":
+        top = camera.project(vertices[model.landmark68[[17, 19, 24, 26]]])
+        y0 = top[:, 1].min() - 12
+        pts = np.array([[0, y0 - 25], [top[2, 0] + 10, y0 - 6], [top[2, 0] + 10, y0 + 14], [0, y0 + 25]])
+        cv2.fillPoly(img, [pts.astype(np.int32)], (0.03, 0.02, 0.012))
+    lin = img.astype(np.float32)
+    srgb = np.round(linear_to_srgb(lin) * 255.0) / 255.0
+    lm = lm2 + rng.normal(0.0, noise_px, lm2.shape)
+    z = camera.to_camera(points.evaluate(vertices))[:, 2]
+    lm3 = np.concatenate([lm, ((z - z.mean()) * FOCAL_PX / z.mean())[:, None]], axis=1).astype(np.float32)
+    box = np.array([lm[:, 0].min(), lm[:, 1].min(), lm[:, 0].max(), lm[:, 1].max()])
+    photo = Photo(
+        path="synthetic",
+        image_srgb=srgb.astype(np.float32),
+        width=WIDTH,
+        height=HEIGHT,
+        sha256="0" * 64,
+        exif_orientation=1,
+        focal_px=FOCAL_PX,
+        grayscale=False,
+    )
+    return Scene(photo, Face(box=box, score=1.0, landmarks=lm3), vertices, camera, tiles, sh_light, lin)
+
+
+def cheek_ita(model, albedo_tile: np.ndarray) -> float:
+    """ITA (degrees) of the mean cheek albedo of a face tile."""
+    reg = face_regions(model, albedo_tile.shape[0])
+    return float(ita_degrees(albedo_tile[reg.cheeks].mean(axis=0)))
