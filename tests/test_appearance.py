@@ -283,21 +283,12 @@ def test_real_photo_albedo(model, points, photos_dir, name):
     from facetwin.detect import detect_faces
     from facetwin.fit.photometric import face_oval_px
     from facetwin.io import read_photo
-    from facetwin.pipeline import CONTOUR_WEIGHT, contour_landmark_ids
+    from facetwin.pipeline import fit_face
     from facetwin.texture.uvmap import texel_positions, uv_raster
 
     photo = read_photo(photos_dir / name)
     face = detect_faces(photo.image_srgb).faces[0]
-    weights = np.ones(points.vertex_ids.shape[0])
-    weights[contour_landmark_ids()] = CONTOUR_WEIGHT
-    fit = fit_landmarks(
-        model,
-        points,
-        face.landmarks[:, :2],
-        (photo.width, photo.height),
-        landmark_weights=weights,
-        focal_px=photo.focal_px,
-    )
+    fit = fit_face(model, points, photo, face)
     app = estimate_appearance(model, photo, face, fit, points=points, texture_size=SIZE)
     a = app.albedo_uv_linear
     assert np.all(np.isfinite(a)) and a.min() >= 0.0 and a.max() <= 1.0

@@ -43,6 +43,7 @@ def scene(model, points):
     tiles = S.skin_tiles(model, 256, S.TONES["brown"])
     light = S.lights()["one_sided"]
     sc = S.make_scene(model, points, tiles, light, verts, cam, vis)
+
     from facetwin.pipeline import CONTOUR_WEIGHT, contour_landmark_ids
 
     weights = np.ones(points.vertex_ids.shape[0])

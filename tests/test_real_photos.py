@@ -7,10 +7,9 @@ import pytest
 
 from facetwin.detect import detect_faces
 from facetwin.fit.correspondence import landmark_correspondence
-from facetwin.fit.landmarks import fit_landmarks
 from facetwin.fit.landmarks68 import landmarks68_px
 from facetwin.io import read_photo
-from facetwin.pipeline import CONTOUR_WEIGHT, contour_landmark_ids
+from facetwin.pipeline import fit_face
 
 PHOTOS = [
     "astronaut.png",
@@ -35,10 +34,7 @@ def test_fit_lands_on_the_detected_face(model, photos_dir, name):
     photo = read_photo(photos_dir / name)
     face = detect_faces(photo.image_srgb).faces[0]
     points = landmark_correspondence(model)
-    weights = np.ones(points.bary.shape[0])
-    weights[contour_landmark_ids()] = CONTOUR_WEIGHT
-    fit = fit_landmarks(model, points, face.landmarks[:, :2], (photo.width, photo.height),
-                        landmark_weights=weights, focal_px=photo.focal_px)
+    fit = fit_face(model, points, photo, face)
     size = fit.face_size_px
     # the fitted surface points follow the detector: median under 1.5 % of the face, nearly all under 5 %
     rel = fit.residual_px / size

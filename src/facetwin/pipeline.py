@@ -56,6 +56,24 @@ def contour_landmark_ids() -> np.ndarray:
     return np.unique(np.asarray(list(FACEMESH_FACE_OVAL)).ravel())
 
 
+def fit_face(model: HeadModel, points, photo, face, *, focal_px: float | None = None):
+    """Landmark fit of one detected face: the detector's 478 points through the correspondence ``points``,
+    face-oval points down-weighted (:data:`CONTOUR_WEIGHT`), focal from ``focal_px``, else EXIF, else estimated.
+    """
+    from facetwin.fit.landmarks import fit_landmarks
+
+    weights = np.ones(points.vertex_ids.shape[0])
+    weights[contour_landmark_ids()] = CONTOUR_WEIGHT
+    return fit_landmarks(
+        model,
+        points,
+        face.landmarks[:, :2],
+        (photo.width, photo.height),
+        landmark_weights=weights,
+        focal_px=focal_px or photo.focal_px,
+    )
+
+
 def package_versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -175,7 +193,6 @@ def reconstruct(
     from facetwin.export.obj import build_obj
     from facetwin.fit.correspondence import landmark_correspondence
     from facetwin.fit.geometry import rotation_angles_deg
-    from facetwin.fit.landmarks import fit_landmarks
     from facetwin.fit.landmarks68 import landmarks68_surface
     from facetwin.io import atomic_output_dir, read_photo, write_png
     from facetwin.render.preview import render_overlay
@@ -207,17 +224,7 @@ def reconstruct(
     say("fitting the head")
     with timer.stage("fit"):
         points = landmark_correspondence(model)
-        weights = np.ones(points.vertex_ids.shape[0])
-        weights[contour_landmark_ids()] = CONTOUR_WEIGHT
-        focal = focal_px or photo.focal_px
-        fit = fit_landmarks(
-            model,
-            points,
-            face.landmarks[:, :2],
-            (photo.width, photo.height),
-            landmark_weights=weights,
-            focal_px=focal,
-        )
+        fit = fit_face(model, points, photo, face, focal_px=focal_px)
 
     appearance = None
     textures: dict[str, bytes] = {}
