@@ -13,13 +13,12 @@ the table of numbers.
 from __future__ import annotations
 
 import math
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 import appearance_scenes as S
+from debug_images import save_debug_row
 from facetwin.fit.landmarks import fit_landmarks
 from facetwin.texture.appearance import (
     _fit_chromaticity,
@@ -47,19 +46,6 @@ DARK_VS_LIGHT_MARGIN = 0.04
 """The darkest tone's scaled error may exceed the lightest's by at most this (natural log)."""
 INVARIANCE_MAX = 0.1
 """RMS over texels of the log-albedo spread across three lights (after each one's global scale)."""
-
-
-def _debug_image(name: str, images: list[np.ndarray]) -> None:
-    folder = os.environ.get("FACETWIN_TEST_IMAGES")
-    if not folder:
-        return
-    from PIL import Image
-
-    from facetwin.frames import linear_to_srgb
-
-    row = np.concatenate([linear_to_srgb(np.nan_to_num(im)) for im in images], axis=1)
-    Path(folder).mkdir(parents=True, exist_ok=True)
-    Image.fromarray((row * 255 + 0.5).astype(np.uint8)).save(Path(folder) / f"{name}.png")
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +121,7 @@ def results(model, points, world):
                 texture_size=SIZE,
             )
             cache[key] = (scene, tiles, app, _errors(model, tiles, app))
-            _debug_image(f"albedo_{tone}_{light}_{occluder}", [tiles[0], app.albedo_uv_linear])
+            save_debug_row(f"albedo_{tone}_{light}_{occluder}", [tiles[0], app.albedo_uv_linear])
         return cache[key]
 
     return get

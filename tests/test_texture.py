@@ -5,12 +5,10 @@ Set ``FACETWIN_TEST_IMAGES=/some/dir`` to write the completion test images there
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
 
+from debug_images import save_debug_row
 from facetwin.texture.complete import NEIGHBOUR_PAIRS, complete_texture, pad_texture
 from facetwin.texture.uvmap import (
     mirror_texels,
@@ -22,19 +20,6 @@ from facetwin.texture.uvmap import (
 
 SIZE = 256
 """Tile size for most tests: a texel is about 1 mm on the face."""
-
-
-def _save_debug(name: str, images: list[np.ndarray]) -> None:
-    folder = os.environ.get("FACETWIN_TEST_IMAGES")
-    if not folder:
-        return
-    from PIL import Image
-
-    from facetwin.frames import linear_to_srgb
-
-    row = np.concatenate([linear_to_srgb(np.nan_to_num(im)) for im in images], axis=1)
-    Path(folder).mkdir(parents=True, exist_ok=True)
-    Image.fromarray((row * 255 + 0.5).astype(np.uint8)).save(Path(folder) / f"{name}.png")
 
 
 def _texel_of_vertex(model, vertex: int, size: int) -> np.ndarray:
@@ -220,7 +205,7 @@ def test_half_removed_is_restored_by_the_mirror(face_tile):
     seen = np.where(confidence[..., None] > 0, truth, np.nan)  # unseen texels are never read
     out = complete_texture(seen, confidence, mirror, valid, np.array([1.0, 0.0, 1.0]))
     err = np.abs(out.texture_linear - truth)[valid]
-    _save_debug(
+    save_debug_row(
         "half_removed", [seen, out.texture_linear, np.abs(out.texture_linear - truth) * 50 * valid[..., None]]
     )
     assert err.max() < 2e-3 and err.mean() < 1e-4
@@ -294,7 +279,7 @@ def test_fill_has_no_seam(face_tile, solve_size):
     # With the default decay the fill turns towards the fallback, but smoothly: its slope at the edge is
     # about |fallback - texture| / (decay in texels).
     decayed = complete_texture(texture, confidence, mirror, valid, far, solve_size=solve_size)
-    _save_debug(
+    save_debug_row(
         f"seamless_fill_{solve_size}", [np.where(hole[..., None], far, texture), decayed.texture_linear]
     )
     jumps = _boundary_jumps(decayed.texture_linear, valid & ~unknown, valid & unknown)
