@@ -210,6 +210,13 @@ def test_grayscale_photo_gives_gray_albedo(model, points, world):
     np.testing.assert_allclose(a[..., 0], a[..., 1], atol=1e-6)
     np.testing.assert_allclose(a[..., 1], a[..., 2], atol=1e-6)
     assert app.skin["melanin"] is None and app.skin["ita_deg"] is None
+    # Its brightness: this scene has no white but the eyes, so the exposure guess is far too bright (x2.7)
+    # and the whites of the eyes must bring it back.
+    seen = app.confidence > 0.5
+    true_gray = tiles[0][seen] @ np.array([0.2126, 0.7152, 0.0722])
+    ratio = float(np.median(a[seen][:, 0] / true_gray))
+    print(f"\ngray albedo / true luminance: {ratio:.3f}, scale from {app.metrics['white_balance']}")
+    assert 0.6 < ratio < 1.67, ratio
 
 
 def test_is_monotone_known_answers():

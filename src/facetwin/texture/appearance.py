@@ -21,7 +21,9 @@
    the one that puts the cheeks on the manifold: the skin model fixes the brightness that goes with the
    cheeks' chromaticity, so dark skin stays dark and light skin light whatever the exposure. Grayscale
    and sepia photos have no chromaticity: their scale assumes the photo's white point is a white surface
-   under the brightest light on the face (:func:`_exposure_scale`), and the albedo is gray.
+   lit as the cheeks are (:func:`_exposure_albedo`), and the albedo is gray. Where the whites of the eyes
+   are seen, their known albedo is a second, independent estimate of the scale, weighed in by how much
+   of them is seen (:func:`_calibrate`).
 5. **Shine**: the specular highlights are taken off the face tile (dichromatic model,
    :func:`facetwin.texture.delight.remove_specular`).
 6. **Complete** (:func:`facetwin.texture.complete.complete_texture`): mirrored through the face's left-right
@@ -65,6 +67,9 @@ brightness."""
 HIDDEN_EYE_MIN_PIXELS = 40
 """An eye is only judged covered on this many pixels of its opening: a narrowed, smiling eye shows little
 sclera and is dark without being covered."""
+HIDDEN_EYE_MIN_OPENING = 0.17
+"""...nor when the detector's eye contour encloses less than this fraction of its width squared (an open eye
+about 0.2-0.4, a smiling or squinting one 0.1-0.16): the detector draws an open eye behind sunglasses."""
 HIDDEN_EYE_GROW = 1.8
 """An eye judged hidden (no white where the sclera should be) is left out of the texture over its contour
 scaled by this about its centre: lids, lashes and the rim of the lens."""
@@ -73,8 +78,14 @@ IRIS_EXCLUDE = 1.35
 """Pixels within this many iris radii of the iris centre are not sclera."""
 WHITE_POINT_QUANTILE = 0.995
 WHITE_ALBEDO = 0.9
-"""Monotone photos: the photo's brightest (99.5 %) value is taken for a white surface of this albedo under
-the brightest shading on the face."""
+"""Monotone photos: the photo's brightest (99.5 %) value is taken for a white surface of this albedo lit as
+the cheeks are."""
+SCLERA_SCALE_TRUST = 0.7
+"""Largest weight of the whites of the eyes in the albedo's overall scale (a geometric mean with the skin
+model's or the exposure's estimate): their albedo is known, but lids and lashes shadow them more than the
+fitted mesh does, so they read a little dark."""
+SCLERA_SCALE_MAX_RATIO = 3.0
+"""The sclera's weight in the scale falls to 0 as its estimate departs from the other one by this factor."""
 VIEW_COS_RAMP = (0.15, 0.45)
 """Confidence rises from 0 to 1 as the cosine between the surface normal and the line of sight goes
 from the first value (81 degrees) to the second (63 degrees)."""
@@ -351,6 +362,11 @@ def estimate_appearance(
     r = max(round(OCCLUDER_DILATE * face_size_work), 1)
     disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
     occl = cv2.dilate(occl.astype(np.uint8), disc)
+    # Lashes, liner and lid creases ring the eye with outliers, which the hole filling and widening above
+    # would spread over the whole opening; whether an eye is covered is judged from its sclera below.
+    for which in ("left_eye", "right_eye"):
+        poly = landmark_polygon(face.landmarks, which)
+        cv2.fillPoly(occl, [np.round(((poly - view.origin_px) * view.scale - 0.5) * 256).astype(np.int32)], 0, shift=8)
     occl_soft = cv2.GaussianBlur(occl.astype(np.float32), (0, 0), max(r / 2.0, 0.5))
     # The whites of the eyes: the light's colour, and whether the eyes are seen at all (sunglasses).
     eyes = _sclera_samples(
@@ -363,6 +379,7 @@ def estimate_appearance(
             continue
         if (
             samples.shape[0] >= HIDDEN_EYE_MIN_PIXELS
+            and _opening(poly) >= HIDDEN_EYE_MIN_OPENING
             and float(_sclera_colour(samples).mean()) < SCLERA_HIDDEN_BELOW_SKIN * skin_ref
         ):
             # No white where the eye is: something dark covers it. Hide the eye and its surroundings.
@@ -414,11 +431,10 @@ def estimate_appearance(
     cheek = reg.cheeks & (face_tile.confidence > 0.5)
     if cheek.sum() < MIN_CHEEK_TEXELS:
         cheek = face_tile.confidence > 0.5
+    exposure, white = _exposure_albedo(image_linear, face_tile.raw[cheek]) if monotone else (None, None)
+    gains, skin, wb = _calibrate(face_tile.albedo[cheek], sclera, monotone=monotone, cheek_exposure=exposure)
     if monotone:
-        gains, white = _exposure_scale(sh, normals, image_linear, model)
-        skin, wb = _no_skin(), {"method": "white point", "white_level_linear": round(white, 5)}
-    else:
-        gains, skin, wb = _calibrate(face_tile.albedo[cheek], sclera)
+        wb["white_level_linear"] = round(white, 5)
     for t in tiles.values():
         t.albedo /= gains
     sh = sh * gains[None, :]
@@ -910,6 +926,13 @@ def _sclera_samples(
     return eyes
 
 
+def _opening(poly: np.ndarray) -> float:
+    """Area of an eye contour (P, 2) over its width squared: how open the eye is."""
+    x, y = poly[:, 0], poly[:, 1]
+    area = 0.5 * abs(float(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))))
+    return area / max(float(np.ptp(x)), 1e-9) ** 2
+
+
 def _sclera_colour(samples: np.ndarray) -> np.ndarray:
     """Median of sclera samples between the :data:`SCLERA_BRIGHTNESS_QUANTILES` of brightness: the iris,
     lashes, lid shadows and veins darken the rest, glints on the cornea are the very brightest."""
@@ -934,17 +957,28 @@ def _zero_mean(x):
     return x - x.mean()
 
 
-def _calibrate(cheek_albedo: np.ndarray, sclera: dict) -> tuple[np.ndarray, dict, dict]:
+def _calibrate(
+    cheek_albedo: np.ndarray, sclera: dict, *, monotone: bool = False, cheek_exposure: float | None = None
+) -> tuple[np.ndarray, dict, dict]:
     """Per-channel gains that white-balance and scale the albedo (module docstring, step 4).
 
+    The overall scale is a weighted geometric mean of two estimates: the whites of the eyes, whose albedo
+    is known (:data:`SCLERA_ALBEDO_LINEAR`), weighed by how much of them is seen; and the skin-colour
+    manifold (colour photos: the brightness that goes with the cheeks' chromaticity; the eyes' weight is at
+    most :data:`SCLERA_SCALE_TRUST` and falls as the two disagree, :data:`SCLERA_SCALE_MAX_RATIO`) or the
+    photo's exposure (monotone photos: ``cheek_exposure``, a weaker guess than the eyes).
+
     Args:
-        cheek_albedo: (N, 3) delighted cheek texels, relative units.
-        sclera: the sclera's colour and pixel count.
+        cheek_albedo: (N, 3) delighted cheek texels, the light's units.
+        sclera: the sclera's colour (the light's units) and pixel count.
+        monotone: gray or sepia photo: no chromaticity, the albedo stays gray.
+        cheek_exposure: monotone photos: the cheeks' albedo by the photo's exposure
+            (:func:`_exposure_albedo`).
 
     Returns:
         gains: (3,) divide the albedo by these, multiply the light by them.
-        skin: the skin parameters of the corrected mean cheek albedo.
-        wb: what went into the white balance.
+        skin: the skin parameters of the corrected mean cheek albedo (None entries for monotone photos).
+        wb: what went into the white balance and the scale.
     """
     from facetwin.texture.skin import ita_degrees
 
@@ -969,29 +1003,52 @@ def _calibrate(cheek_albedo: np.ndarray, sclera: dict) -> tuple[np.ndarray, dict
         usable = brighter >= SCLERA_MIN_OVER_SKIN and float(np.abs(d).max()) <= SCLERA_MAX_CAST
     if usable:
         trust = SCLERA_MAX_TRUST * min(1.0, n_scl / SCLERA_FULL_PIXELS)
-        cast = trust * d
+        if not monotone:
+            cast = trust * d
     mean1 = np.exp((la - cast).mean(axis=0))
-    # What is off the manifold in chromaticity is put down to the light's colour.
-    first = _fit_chromaticity(mean1)
-    off = _zero_mean(np.log(mean1) - np.log(first["albedo_linear"]))
+    if monotone:
+        off = np.zeros(3)
+        scale_prior = float(mean1.mean()) / max(float(cheek_exposure or 0.0), 1e-6)
+    else:
+        # What is off the manifold in chromaticity is put down to the light's colour.
+        first = _fit_chromaticity(mean1)
+        off = _zero_mean(np.log(mean1) - np.log(first["albedo_linear"]))
+        fit = _fit_chromaticity(mean1 / np.exp(off))
+        scale_prior = fit["scale"]
     cast = cast + off
     mean2 = mean1 / np.exp(off)
-    fit = _fit_chromaticity(mean2)
-    scale = fit["scale"]
+    scale, w_scl = scale_prior, 0.0
+    if usable:
+        scl = np.asarray(sclera["albedo_linear"], np.float64) / np.exp(cast)
+        scale_scl = float(np.exp(np.mean(np.log(scl) - np.log(SCLERA_ALBEDO_LINEAR))))
+        if monotone:
+            # The exposure is a guess about the scene (is there a white in it?); the eyes are evidence.
+            w_scl = trust / SCLERA_MAX_TRUST
+        else:
+            # Two estimates far apart mean one of them is wrong (paint or a lens over the eye, a cast the
+            # manifold cannot see), and nothing says which: keep the skin model's then.
+            agree = 1.0 - abs(math.log(scale_scl / scale_prior)) / math.log(SCLERA_SCALE_MAX_RATIO)
+            w_scl = SCLERA_SCALE_TRUST * trust / SCLERA_MAX_TRUST * min(max(agree, 0.0), 1.0)
+        scale = float(np.exp((1.0 - w_scl) * math.log(scale_prior) + w_scl * math.log(scale_scl)))
     gains = np.exp(cast) * scale
     cheek = mean2 / scale
-    skin = {
-        "melanin": round(float(fit["melanin"]), 5),
-        "haemoglobin": round(float(fit["haemoglobin"]), 5),
-        "ita_deg": round(float(ita_degrees(cheek)), 3),
-        "cheek_albedo_linear": [round(float(x), 5) for x in cheek],
-        "manifold_log_residual": round(float(fit["log_residual"]), 5),
-    }
+    if monotone:
+        skin = _no_skin()
+    else:
+        skin = {
+            "melanin": round(float(fit["melanin"]), 5),
+            "haemoglobin": round(float(fit["haemoglobin"]), 5),
+            "ita_deg": round(float(ita_degrees(cheek)), 3),
+            "cheek_albedo_linear": [round(float(x), 5) for x in cheek],
+            "manifold_log_residual": round(float(fit["log_residual"]), 5),
+        }
     wb = {
-        "method": "sclera+skin" if trust > 0 else "skin",
+        "method": ("sclera+" if trust > 0 else "") + ("exposure" if monotone else "skin"),
         "sclera_trust": round(trust, 3),
+        "sclera_scale_weight": round(w_scl, 3),
         "light_cast_log": [round(float(x), 4) for x in cast],
         "scale": round(float(scale), 5),
+        "scale_without_sclera": round(float(scale_prior), 5),
     }
     return gains, skin, wb
 
@@ -1055,23 +1112,24 @@ def _no_skin() -> dict:
     }
 
 
-def _exposure_scale(sh, normals, image_linear, model) -> tuple[np.ndarray, float]:
-    """Gains for a monotone photo, whose chromaticity cannot fix the albedo's scale.
+def _exposure_albedo(image_linear: np.ndarray, cheek_raw: np.ndarray) -> tuple[float, float]:
+    """The cheeks' albedo by the exposure of a monotone photo, whose chromaticity cannot fix the scale.
 
     The photo's white point (its :data:`WHITE_POINT_QUANTILE` brightness, e.g. a collar or a highlight of
-    the background) is taken for a white Lambertian surface of albedo :data:`WHITE_ALBEDO` under the
-    brightest shading the fitted light puts on the face.
+    the background) is taken for a white surface of albedo :data:`WHITE_ALBEDO` lit as the cheeks are.
+
+    Args:
+        image_linear: (H, W, 3) the photo, linear.
+        cheek_raw: (N, 3) the photo's linear values at the cheek texels.
 
     Returns:
-        gains: (3,) as :func:`_calibrate`'s; white_level: the photo's white point, linear.
+        (cheek albedo, white point of the photo, linear).
     """
-    from facetwin.texture.delight import shading_linear
-
-    face_v = np.unique(model.faces[model.material_faces(("M_Face",))])
-    shade = shading_linear(normals[face_v], None, sh)
-    peak = max(float(np.quantile(shade.mean(axis=1), 0.99)), 1e-9)
     white = max(float(np.quantile(image_linear.mean(axis=2), WHITE_POINT_QUANTILE)), 1e-6)
-    return np.full(3, white / (WHITE_ALBEDO * peak)), white
+    raw = np.asarray(cheek_raw, np.float64).mean(axis=1)
+    raw = raw[np.isfinite(raw)]
+    level = float(np.median(raw)) if raw.size else white
+    return WHITE_ALBEDO * level / white, white
 
 
 def _chroma_plausibility(albedo: np.ndarray, tone: np.ndarray) -> np.ndarray:
