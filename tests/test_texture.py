@@ -179,6 +179,35 @@ def test_mirror_bad_arguments(model):
         mirror_texels(model, 3, 64)
 
 
+def test_mirror_map_is_kept_in_the_user_cache(model, tmp_path, monkeypatch):
+    """Derived once, read back identical from the disk cache; a damaged cache file is derived again; an
+    unwritable cache only costs time."""
+    from facetwin.texture import uvmap
+
+    size = 48
+    reference = uvmap._mirror_texels(model, 0, size)
+    monkeypatch.setenv("FACETWIN_CACHE", str(tmp_path))
+    monkeypatch.setattr(uvmap, "_cache", type(uvmap._cache)())
+    first = mirror_texels(model, 0, size)
+    (cached,) = tmp_path.glob("mirror-*-t0-48.npz")
+    np.testing.assert_array_equal(first, reference)
+    monkeypatch.setattr(uvmap, "_cache", type(uvmap._cache)())
+    monkeypatch.setattr(uvmap, "_mirror_texels", lambda *a: pytest.fail("derived again despite the cache"))
+    again = mirror_texels(model, 0, size)
+    np.testing.assert_array_equal(again, reference)
+    assert not again.flags.writeable
+    monkeypatch.undo()
+    monkeypatch.setenv("FACETWIN_CACHE", str(tmp_path))
+    monkeypatch.setattr(uvmap, "_cache", type(uvmap._cache)())
+    cached.write_bytes(b"not an npz")
+    np.testing.assert_array_equal(mirror_texels(model, 0, size), reference)
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    monkeypatch.setenv("FACETWIN_CACHE", str(blocked / "sub"))  # cannot be created
+    monkeypatch.setattr(uvmap, "_cache", type(uvmap._cache)())
+    np.testing.assert_array_equal(mirror_texels(model, 0, size), reference)
+
+
 # --- complete_texture --------------------------------------------------------------------------------
 
 

@@ -14,8 +14,6 @@ the closest point of the face surface. The result is cached next to the imported
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 
 import numpy as np
 
@@ -24,7 +22,7 @@ from facetwin.errors import FacetwinError
 from facetwin.fit.landmarks import SurfacePoints
 from facetwin.frames import linear_to_srgb
 from facetwin.model.ict import HeadModel
-from facetwin.model.locate import cache_dir
+from facetwin.model.locate import cached_arrays
 from facetwin.render.raster import rasterize
 from facetwin.render.shade import vertex_normals
 
@@ -204,18 +202,10 @@ def _barycentric_grid(n: int) -> np.ndarray:
 def landmark_correspondence(model: HeadModel) -> SurfacePoints:
     """The cached 478 -> ICT correspondence, derived on first use (a few seconds)."""
     key = hashlib.sha256(f"{model.source_sha256}|{CORRESPONDENCE_VERSION}".encode()).hexdigest()[:20]
-    path = cache_dir() / f"correspondence478-{key}.npz"
-    if path.is_file():
-        with np.load(path) as data:
-            return SurfacePoints(vertex_ids=data["vertex_ids"], bary=data["bary"])
-    points = derive_correspondence(model)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".npz", dir=path.parent)
-    os.close(fd)
-    try:
-        np.savez(tmp, vertex_ids=points.vertex_ids, bary=points.bary)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return points
+
+    def derive() -> dict:
+        points = derive_correspondence(model)
+        return {"vertex_ids": points.vertex_ids, "bary": points.bary}
+
+    data = cached_arrays(f"correspondence478-{key}.npz", derive)
+    return SurfacePoints(vertex_ids=data["vertex_ids"], bary=data["bary"])

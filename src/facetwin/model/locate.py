@@ -27,6 +27,42 @@ def cache_dir() -> Path:
     return Path(os.environ.get("FACETWIN_CACHE") or user_cache_dir("facetwin"))
 
 
+def cached_arrays(name: str, compute) -> dict:
+    """Arrays derived from the model, kept in the user cache as ``name`` (.npz, uncompressed).
+
+    Args:
+        name: file name in :func:`cache_dir`; it must carry a key of everything the arrays depend on.
+        compute: ``() -> dict[str, np.ndarray]``, called when the file is absent or unreadable.
+
+    Returns:
+        dict of the arrays. The file is written atomically (temporary file, then rename), so concurrent
+        runs never read half a file; a cache that cannot be written is only a slower next run.
+    """
+    import numpy as np
+
+    path = cache_dir() / name
+    if path.is_file():
+        try:
+            with np.load(path) as data:
+                return {k: data[k] for k in data.files}
+        except (OSError, ValueError, EOFError):
+            pass  # damaged: derive again and overwrite
+    arrays = compute()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(suffix=".npz", dir=path.parent)
+        os.close(fd)
+        try:
+            np.savez(tmp, **arrays)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    except OSError:
+        pass
+    return arrays
+
+
 def _as_model_dir(path: Path) -> Path | None:
     """``path`` itself or its ``FaceXModel`` subfolder, whichever holds the neutral mesh."""
     for cand in (path, path / "FaceXModel"):
