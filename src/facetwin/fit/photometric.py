@@ -30,6 +30,7 @@ stage fixes it with the skin-colour prior.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from dataclasses import dataclass, field, replace
@@ -356,6 +357,26 @@ class _Problem:
         return self.lm_p0 + self.lm_id @ alpha + self.lm_ex @ w
 
 
+def _one_torch_thread(func):
+    """Run ``func`` with torch on one thread: the tensors of the photometric fit are small (tens of
+    thousands of pixels), one thread is as fast, and it does not spin against numba's threads or other
+    processes on a busy machine."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        import torch
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return func(*args, **kwargs)
+        finally:
+            torch.set_num_threads(threads)
+
+    return wrapper
+
+
+@_one_torch_thread
 def refine_photometric(
     model: HeadModel,
     image_linear: np.ndarray,
@@ -393,44 +414,6 @@ def refine_photometric(
         ValueError: inputs of the wrong shape.
         FacetwinError: no skin pixel to fit (the face is fully occluded or outside the photo).
     """
-    import torch
-
-    threads = torch.get_num_threads()
-    # The tensors here are small (tens of thousands of pixels): one thread is as fast, and it does not
-    # spin against numba's threads or other processes on a busy machine.
-    torch.set_num_threads(1)
-    try:
-        return _refine(
-            model,
-            image_linear,
-            landmarks_px,
-            fit,
-            points,
-            landmark_weights,
-            box,
-            work_px,
-            outer_iterations,
-            geometry_steps,
-            refine_geometry,
-        )
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _refine(
-    model,
-    image_linear,
-    landmarks_px,
-    fit,
-    points,
-    landmark_weights,
-    box,
-    work_px,
-    outer_iterations,
-    geometry_steps,
-    refine_geometry,
-) -> PhotometricFit:
-    """:func:`refine_photometric`'s body (same arguments)."""
     import torch
 
     from facetwin.errors import FacetwinError
