@@ -129,7 +129,7 @@ def _rounded(x, digits: int = 5):
     return x
 
 
-def _appearance_report(appearance, texture_size: int, albedo_bits: int) -> dict:
+def _appearance_report(appearance, texture_size: int, albedo_bits: int, stylised: bool) -> dict:
     """The ``lighting``, ``skin`` and ``appearance`` sections of report.json."""
     m = appearance.metrics
     return {
@@ -146,7 +146,8 @@ def _appearance_report(appearance, texture_size: int, albedo_bits: int) -> dict:
                 "albedo_colour_space": "sRGB-encoded PNG of a linear diffuse albedo",
                 "monotone_photo": appearance.monotone,
                 "grayscale_albedo": appearance.monotone,
-                "stylised": None,
+                "stylised": stylised,
+                "albedo_is_physical": not stylised,
                 **{k: v for k, v in m.items()},
             }
         ),
@@ -196,6 +197,7 @@ def reconstruct(
     from facetwin.fit.landmarks68 import landmarks68_surface
     from facetwin.io import atomic_output_dir, read_photo, write_png
     from facetwin.render.preview import render_overlay
+    from facetwin.stylised import stylisation_score
     from facetwin.texture.appearance import estimate_appearance, render_appearance_overlay
 
     if texture_size is not None and (int(texture_size) != texture_size or not 64 <= texture_size <= 8192):
@@ -220,6 +222,8 @@ def reconstruct(
     if not 0 <= index < len(detection.faces):
         raise FacetwinError(f"{photo_path}: --face {index} asked for, but {len(detection.faces)} face(s) found")
     face = detection.faces[index]
+    with timer.stage("detect"):
+        stylisation = stylisation_score(photo.image_srgb, tuple(float(v) for v in face.box))
 
     say("fitting the head")
     with timer.stage("fit"):
@@ -273,6 +277,8 @@ def reconstruct(
             "sha256": photo.sha256,
             "exif_orientation": photo.exif_orientation,
             "grayscale": bool(photo.grayscale),
+            "stylised": bool(stylisation["stylised"]),
+            "stylisation": _rounded({k: v for k, v in stylisation.items() if k != "stylised"}),
         },
         "faces": [_face_json(f) for f in detection.faces],
         "selected_face": index,
@@ -311,7 +317,7 @@ def reconstruct(
         "versions": package_versions(),
     }
     if appearance is not None:
-        report.update(_appearance_report(appearance, int(texture_size), albedo_bits))
+        report.update(_appearance_report(appearance, int(texture_size), albedo_bits, bool(stylisation["stylised"])))
         report["files"] = sorted([*report["files"], "renders/mesh_overlay.png", *textures])
 
     say("writing")
