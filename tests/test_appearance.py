@@ -22,6 +22,7 @@ from debug_images import save_debug_row
 from facetwin.fit.landmarks import fit_landmarks
 from facetwin.texture.appearance import (
     _fit_chromaticity,
+    _plausibility,
     estimate_appearance,
     is_monotone,
     occluder_mask,
@@ -240,6 +241,17 @@ def test_occluder_mask_keeps_marks_and_drops_occluders():
     occl = occluder_mask(outlier, oval, oval, face_area_px=80.0 * 80.0)
     assert not occl[40:42, 40:42].any()
     assert occl[10:20, 30:70].all() and occl[60:80, 20:45].all()
+
+
+def test_plausibility_known_answers():
+    """Skin-coloured texels of the person's tone, darker or a little brighter, are skin; far brighter ones
+    (lit background, a highlight left over), green ones and missing ones are not."""
+    tone = np.asarray(skin_albedo_linear(0.1, 0.02), np.float32)
+    green = np.array([0.1, 0.3, 0.1], np.float32)
+    texels = np.stack([tone, 0.3 * tone, 1.4 * tone, 2.5 * tone, green, np.full(3, np.nan)])[None].astype(np.float32)
+    chroma, bright = _plausibility(texels, tone)
+    np.testing.assert_allclose(chroma[0], [1, 1, 1, 1, 0, 0], atol=1e-6)
+    np.testing.assert_allclose(bright[0, [0, 1, 2, 3, 5]], [1, 1, 1, 0, 0], atol=1e-6)
 
 
 def test_skin_chromaticity_fit_round_trip():

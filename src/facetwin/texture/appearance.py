@@ -134,6 +134,12 @@ CHROMA_PLAUSIBLE = 0.25
 CHROMA_IMPLAUSIBLE = 0.45
 """Log-chromaticity distance from the skin tone (norm over the zero-mean log channels) at which a texel's
 confidence starts to fall, and where it is gone: blush, tan lines and freckles stay under 0.2."""
+BRIGHT_PLAUSIBLE = math.log(1.5)
+BRIGHT_IMPLAUSIBLE = math.log(2.2)
+"""Log brightness above the skin tone at which a texel's confidence starts to fall, and where it is gone.
+Skin is seldom half as bright again as its own median; what is brighter is light the shading did not
+explain (a highlight left over, a crease the mesh lacks, lit hair or background at a grazing silhouette),
+and the fill would spread it as a glow. Darker texels are kept: stubble and moles are the person's."""
 CHROMA_SIGMA = 0.02
 """Expected error of the cheeks' log chromaticity (per channel): noise, the white balance's leftovers."""
 BLOOD_PRIOR = 0.02
@@ -456,11 +462,13 @@ def estimate_appearance(
     plain = (face_tile.confidence > 0.5) & ~reg.features
     tone = _skin_tone(face_tile.albedo, plain if plain.sum() >= MIN_CHEEK_TEXELS else cheek, monotone)
     # Colours far from the skin's chromaticity (a green fringe at a grazing silhouette, paint the
-    # outlier test missed) are not taken as skin, outside the features.
+    # outlier test missed) are not taken as skin outside the features, nor anything far brighter than the
+    # skin outside the eyes (lit background at the end of a brow).
     for t in tiles.values():
-        plausible = _chroma_plausibility(t.albedo, tone)
+        chroma, bright = _plausibility(t.albedo, tone)
+        plausible = chroma * bright
         if t is face_tile:
-            plausible = np.where(reg.features, 1.0, plausible)
+            plausible = np.where(reg.eyes, 1.0, np.where(reg.features, bright, plausible))
         t.confidence = t.confidence * plausible.astype(np.float32)
     out = {}
     for tile, t in tiles.items():
@@ -1132,15 +1140,22 @@ def _exposure_albedo(image_linear: np.ndarray, cheek_raw: np.ndarray) -> tuple[f
     return WHITE_ALBEDO * level / white, white
 
 
-def _chroma_plausibility(albedo: np.ndarray, tone: np.ndarray) -> np.ndarray:
-    """(S, S) in [0, 1]: 1 for texels within :data:`CHROMA_PLAUSIBLE` (log chromaticity) of the skin tone,
-    falling to 0 at :data:`CHROMA_IMPLAUSIBLE`; 0 where the albedo is missing."""
+def _plausibility(albedo: np.ndarray, tone: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """How plausible each texel is as the skin of a person of this skin tone.
+
+    Returns:
+        (chroma, bright): (S, S) each in [0, 1]. ``chroma`` is 1 within :data:`CHROMA_PLAUSIBLE` (log
+        chromaticity) of the tone, falling to 0 at :data:`CHROMA_IMPLAUSIBLE`; ``bright`` is 1 up to
+        :data:`BRIGHT_PLAUSIBLE` brighter than the tone, falling to 0 at :data:`BRIGHT_IMPLAUSIBLE`. Both
+        are 0 where the albedo is missing.
+    """
     la = np.log(np.maximum(np.nan_to_num(albedo, nan=0.0), 1e-4))
     lt = np.log(np.maximum(tone.astype(np.float64), 1e-4))
     d = (la - la.mean(axis=2, keepdims=True)) - (lt - lt.mean())
-    dist = np.sqrt((d**2).sum(axis=2))
-    out = 1.0 - _smoothstep(dist, CHROMA_PLAUSIBLE, CHROMA_IMPLAUSIBLE)
-    return np.where(np.isfinite(albedo).all(axis=2), out, 0.0)
+    seen = np.isfinite(albedo).all(axis=2)
+    chroma = 1.0 - _smoothstep(np.sqrt((d**2).sum(axis=2)), CHROMA_PLAUSIBLE, CHROMA_IMPLAUSIBLE)
+    bright = 1.0 - _smoothstep(la.mean(axis=2) - lt.mean(), BRIGHT_PLAUSIBLE, BRIGHT_IMPLAUSIBLE)
+    return np.where(seen, chroma, 0.0), np.where(seen, bright, 0.0)
 
 
 def _skin_tone(albedo: np.ndarray, region: np.ndarray, monotone: bool) -> np.ndarray:
