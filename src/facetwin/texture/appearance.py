@@ -84,6 +84,9 @@ SCLERA_SCALE_TRUST = 0.7
 """Largest weight of the whites of the eyes in the albedo's overall scale (a geometric mean with the skin
 model's or the exposure's estimate): their albedo is known, but lids and lashes shadow them more than the
 fitted mesh does, so they read a little dark."""
+OVERLAY_CONFIDENCE_RAMP = (0.05, 0.3)
+"""The re-rendered skin covers the photo in renders/overlay.png as the texture's confidence rises over this
+range: where the photo did not see skin (hair, a hand), the photo shows."""
 SCLERA_SCALE_MAX_RATIO = 3.0
 """The sclera's weight in the scale falls to 0 as its estimate departs from the other one by this factor."""
 VIEW_COS_RAMP = (0.15, 0.45)
@@ -556,7 +559,7 @@ def render_appearance_overlay(model: HeadModel, appearance: Appearance, image_sr
         (H, W, 3) uint8 sRGB.
     """
     from facetwin.frames import linear_to_srgb
-    from facetwin.texture.delight import render_textured
+    from facetwin.texture.delight import render_textured, shading_linear
 
     img = np.asarray(image_srgb, np.float32)
     if img.ndim != 3 or img.shape[2] != 3:
@@ -576,10 +579,27 @@ def render_appearance_overlay(model: HeadModel, appearance: Appearance, image_sr
         appearance.vertex_visibility_ratio,
         overlay_materials(),
     )
-    out = img.copy()
-    # The face's skin only: eyes, mouth and the back of the head (under the hair) stay the photo's.
+    # Where the photo saw skin, by the texture's confidence, rendered as an albedo under a unit light.
+    ambient = np.zeros((9, 3), np.float32)
+    ambient[0] = 1.0
+    unit_light = ambient / shading_linear(np.array([0.0, 0.0, 1.0]), None, ambient)
+    seen, _ = render_textured(
+        model,
+        appearance.fit.vertices,
+        cam.R,
+        cam.t,
+        cam.K,
+        h,
+        w,
+        {0: np.repeat(appearance.confidence[..., None], 3, axis=2), 1: np.zeros((2, 2, 3), np.float32)},
+        unit_light,
+        None,
+    )
+    # The face's skin only, as far as the photo saw it: eyes, mouth, hair over the forehead and the back
+    # of the head stay the photo's.
     drawn = material == model.material_names.index("M_Face")
-    out[drawn] = linear_to_srgb(radiance[drawn])
+    alpha = np.where(drawn, _smoothstep(seen[..., 0], *OVERLAY_CONFIDENCE_RAMP), 0.0)[..., None]
+    out = img * (1.0 - alpha) + linear_to_srgb(radiance) * alpha
     return np.round(np.clip(out, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
