@@ -82,30 +82,23 @@ def test_recovers_the_shading(model, scene, refined):
     normals = vertex_normals(sc.vertices.astype(np.float64), model.faces)
     h, w = refined.skin_mask.shape
     ones = {0: np.ones((8, 8, 3), np.float32), 1: np.ones((8, 8, 3), np.float32)}
-    true_s, _ = render_textured(
-        model,
-        sc.vertices,
-        sc.camera.R,
-        sc.camera.t,
-        refined.view.K,
-        h,
-        w,
-        ones,
-        scene["light"],
-        visibility_ratio(normals, vis, dirs, scene["light"]),
-    )
-    est_s, _ = render_textured(
-        model,
-        sc.vertices,
-        sc.camera.R,
-        sc.camera.t,
-        refined.view.K,
-        h,
-        w,
-        ones,
-        refined.sh_light,
-        visibility_ratio(normals, vis, dirs, refined.sh_light),
-    )
+
+    def white_shading(light):
+        shading, _ = render_textured(
+            model,
+            sc.vertices,
+            sc.camera.R,
+            sc.camera.t,
+            refined.view.K,
+            h,
+            w,
+            ones,
+            light,
+            visibility_ratio(normals, vis, dirs, light),
+        )
+        return shading
+
+    true_s, est_s = white_shading(scene["light"]), white_shading(refined.sh_light)
     m = refined.skin_mask & (true_s.min(axis=2) > 1e-3) & (est_s.min(axis=2) > 1e-4)
     r = np.log(est_s[m] / true_s[m])
     r -= np.median(r, axis=0)
