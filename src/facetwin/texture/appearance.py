@@ -566,14 +566,24 @@ def render_appearance_overlay(model: HeadModel, appearance: Appearance, image_sr
         raise ValueError(f"image_srgb: expected (H, W, 3), got {img.shape}")
     cam = appearance.fit.camera
     h, w = img.shape[:2]
-    radiance, material = render_textured(
-        model,
-        appearance.fit.vertices,
-        cam.R,
-        cam.t,
-        cam.K,
-        h,
-        w,
+    out = img.copy()
+    # Only the face's box is rendered: on a large photo the face is a small part of it.
+    face_v = np.unique(model.faces[model.material_faces(("M_Face",))])
+    px = cam.project(appearance.fit.vertices[face_v])
+    x0, y0 = np.clip(np.floor(px.min(axis=0)).astype(int) - 2, 0, [w, h])
+    x1, y1 = np.clip(np.ceil(px.max(axis=0)).astype(int) + 2, 0, [w, h])
+    if x1 <= x0 or y1 <= y0:
+        return np.round(np.clip(out, 0.0, 1.0) * 255.0).astype(np.uint8)
+    K = cam.K.copy()
+    K[0, 2] -= x0
+    K[1, 2] -= y0
+
+    def render(tiles, light, ratio, materials=None):
+        return render_textured(
+            model, appearance.fit.vertices, cam.R, cam.t, K, y1 - y0, x1 - x0, tiles, light, ratio, materials
+        )
+
+    radiance, material = render(
         {0: appearance.albedo_uv_linear, 1: appearance.albedo_back_uv_linear},
         appearance.sh_light,
         appearance.vertex_visibility_ratio,
@@ -583,23 +593,14 @@ def render_appearance_overlay(model: HeadModel, appearance: Appearance, image_sr
     ambient = np.zeros((9, 3), np.float32)
     ambient[0] = 1.0
     unit_light = ambient / shading_linear(np.array([0.0, 0.0, 1.0]), None, ambient)
-    seen, _ = render_textured(
-        model,
-        appearance.fit.vertices,
-        cam.R,
-        cam.t,
-        cam.K,
-        h,
-        w,
-        {0: np.repeat(appearance.confidence[..., None], 3, axis=2), 1: np.zeros((2, 2, 3), np.float32)},
-        unit_light,
-        None,
-    )
+    confidence = np.repeat(appearance.confidence[..., None], 3, axis=2)
+    seen, _ = render({0: confidence, 1: np.zeros((2, 2, 3), np.float32)}, unit_light, None)
     # The face's skin only, as far as the photo saw it: eyes, mouth, hair over the forehead and the back
     # of the head stay the photo's.
     drawn = material == model.material_names.index("M_Face")
     alpha = np.where(drawn, _smoothstep(seen[..., 0], *OVERLAY_CONFIDENCE_RAMP), 0.0)[..., None]
-    out = img * (1.0 - alpha) + linear_to_srgb(radiance) * alpha
+    crop = out[y0:y1, x0:x1]
+    out[y0:y1, x0:x1] = crop * (1.0 - alpha) + linear_to_srgb(radiance) * alpha
     return np.round(np.clip(out, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
