@@ -33,8 +33,8 @@ from facetwin.texture.regions import face_regions, landmark_uv
 from facetwin.texture.skin import ita_degrees, skin_albedo_linear
 from facetwin.texture.uvmap import uv_raster
 
-WIDTH = HEIGHT = 448
-FOCAL_PX = 1400.0
+WIDTH = HEIGHT = 640
+FOCAL_PX = 2000.0
 DISTANCE_CM = 80.0
 MATERIAL_ALBEDO = {
     "M_IrisLeft": (0.06, 0.035, 0.02),

@@ -21,6 +21,7 @@ import appearance_scenes as S
 from debug_images import save_debug_row
 from facetwin.fit.landmarks import fit_landmarks
 from facetwin.texture.appearance import (
+    WHITE_ALBEDO,
     _fit_chromaticity,
     _plausibility,
     estimate_appearance,
@@ -135,6 +136,7 @@ def test_known_albedo_per_skin_tone(results, tone, light):
     print(
         f"\n{tone:10s} {light:20s} log-RMS {err['log_rms']:.3f} scaled {err['log_rms_scaled']:.3f} "
         f"ITA err {err['ita_err']:+.1f} deg ({err['texels']} texels)"
+        f" {app.metrics['white_balance']} scl {app.metrics['sclera']['pixels']}"
     )
     assert err["texels"] > 0.1 * SIZE * SIZE
     assert err["log_rms_scaled"] < LOG_RMS_SCALED_MAX, err
@@ -189,35 +191,43 @@ def test_occluders_do_not_leak_into_the_skin(model, results, occluder):
 
 
 def test_grayscale_photo_gives_gray_albedo(model, points, world):
+    """A grayscale photo gives a gray albedo, flagged, at the right brightness when the photo holds a white
+    (the exposure assumption: a white card lit as the cheeks are), and never washed out to white without."""
     from dataclasses import replace
 
+    from facetwin.frames import linear_to_srgb, srgb_to_linear
+
+    args = (S.lights()["front_white"], world["vertices"], world["camera"], world["visibility"])
     tiles = S.skin_tiles(model, SIZE, S.TONES["tan"])
-    scene = S.make_scene(
-        model,
-        points,
-        tiles,
-        S.lights()["front_white"],
-        world["vertices"],
-        world["camera"],
-        world["visibility"],
-    )
-    gray = np.repeat(scene.photo.image_srgb.mean(axis=2, keepdims=True), 3, axis=2)
-    photo = replace(scene.photo, image_srgb=gray, grayscale=True)
-    app = estimate_appearance(
-        model, photo, scene.face, _fit_scene(model, points, scene), points=points, texture_size=SIZE
-    )
-    assert app.monotone
-    a = app.albedo_uv_linear
-    np.testing.assert_allclose(a[..., 0], a[..., 1], atol=1e-6)
-    np.testing.assert_allclose(a[..., 1], a[..., 2], atol=1e-6)
-    assert app.skin["melanin"] is None and app.skin["ita_deg"] is None
-    # Its brightness: this scene has no white but the eyes, so the exposure guess is far too bright (x2.7)
-    # and the whites of the eyes must bring it back.
-    seen = app.confidence > 0.5
-    true_gray = tiles[0][seen] @ np.array([0.2126, 0.7152, 0.0722])
-    ratio = float(np.median(a[seen][:, 0] / true_gray))
-    print(f"\ngray albedo / true luminance: {ratio:.3f}, scale from {app.metrics['white_balance']}")
-    assert 0.6 < ratio < 1.67, ratio
+    scene = S.make_scene(model, points, tiles, *args)
+    # The cheeks' irradiance: the same scene with a white skin, read where the real skin is plain and lit.
+    white_head = S.make_scene(model, points, {k: np.ones_like(v) for k, v in tiles.items()}, *args)
+    face = scene.photo.image_srgb.mean(axis=2) != white_head.photo.image_srgb.mean(axis=2)
+    gray = scene.photo.image_srgb.mean(axis=2, keepdims=True)
+    ratios = {}
+    for card in (False, True):
+        img = np.repeat(gray, 3, axis=2)
+        if card:
+            irradiance = float(np.median(srgb_to_linear(white_head.photo.image_srgb)[face].mean(axis=1)))
+            img[:64, :96] = linear_to_srgb(np.float32(WHITE_ALBEDO * irradiance))
+        photo = replace(scene.photo, image_srgb=img, grayscale=True)
+        app = estimate_appearance(
+            model, photo, scene.face, _fit_scene(model, points, scene), points=points, texture_size=SIZE
+        )
+        assert app.monotone
+        a = app.albedo_uv_linear
+        np.testing.assert_allclose(a[..., 0], a[..., 1], atol=1e-6)
+        np.testing.assert_allclose(a[..., 1], a[..., 2], atol=1e-6)
+        assert app.skin["melanin"] is None and app.skin["ita_deg"] is None
+        seen = app.confidence > 0.5
+        true_gray = tiles[0][seen] @ np.array([0.2126, 0.7152, 0.0722])
+        ratios[card] = float(np.median(a[seen][:, 0] / true_gray))
+        assert np.median(a[seen][:, 0]) < 0.9  # never washed out
+        print(f"\nwhite card {card}: gray albedo / true luminance {ratios[card]:.3f}, {app.metrics['white_balance']}")
+    assert 0.8 < ratios[True] < 1.25, ratios
+    # Without a white the exposure guess is the face's own highlight, far too bright (x2.5); the whites of the
+    # eyes (about 80 pixels here) bring it most of the way back.
+    assert 1.0 < ratios[False] < 2.0, ratios
 
 
 def test_is_monotone_known_answers():

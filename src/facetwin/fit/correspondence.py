@@ -27,7 +27,7 @@ from facetwin.render.raster import rasterize
 from facetwin.render.shade import vertex_normals
 
 N_LANDMARKS = 478
-CORRESPONDENCE_VERSION = 1
+CORRESPONDENCE_VERSION = 2
 """Bump when the derivation changes, so cached correspondences are rebuilt."""
 
 VIEW_YAWS_DEG = (-30.0, -15.0, 0.0, 15.0, 30.0)

@@ -87,6 +87,9 @@ fitted mesh does, so they read a little dark."""
 OVERLAY_CONFIDENCE_RAMP = (0.05, 0.3)
 """The re-rendered skin covers the photo in renders/overlay.png as the texture's confidence rises over this
 range: where the photo did not see skin (hair, a hand), the photo shows."""
+SCLERA_SCALE_FULL_PIXELS = 150
+"""The whites of the eyes weigh fully in the albedo's scale from this many visible pixels on (a 1000 px
+face shows about 1000), in proportion below."""
 SCLERA_SCALE_MAX_RATIO = 3.0
 """The sclera's weight in the scale falls to 0 as its estimate departs from the other one by this factor."""
 VIEW_COS_RAMP = (0.15, 0.45)
@@ -1050,14 +1053,16 @@ def _calibrate(
     if usable:
         scl = np.asarray(sclera["albedo_linear"], np.float64) / np.exp(cast)
         scale_scl = float(np.exp(np.mean(np.log(scl) - np.log(SCLERA_ALBEDO_LINEAR))))
+        # Brightness needs more of the eye than colour does: a few pixels of lid or lash read far darker.
+        seen = min(1.0, n_scl / SCLERA_SCALE_FULL_PIXELS)
         if monotone:
             # The exposure is a guess about the scene (is there a white in it?); the eyes are evidence.
-            w_scl = trust / SCLERA_MAX_TRUST
+            w_scl = seen
         else:
             # Two estimates far apart mean one of them is wrong (paint or a lens over the eye, a cast the
             # manifold cannot see), and nothing says which: keep the skin model's then.
             agree = 1.0 - abs(math.log(scale_scl / scale_prior)) / math.log(SCLERA_SCALE_MAX_RATIO)
-            w_scl = SCLERA_SCALE_TRUST * trust / SCLERA_MAX_TRUST * min(max(agree, 0.0), 1.0)
+            w_scl = SCLERA_SCALE_TRUST * seen * min(max(agree, 0.0), 1.0)
         scale = float(np.exp((1.0 - w_scl) * math.log(scale_prior) + w_scl * math.log(scale_scl)))
     gains = np.exp(cast) * scale
     cheek = mean2 / scale
