@@ -319,7 +319,12 @@ def test_no_three_js_is_a_clear_error(tmp_path, monkeypatch):
 
 
 def _start_cli_like(args: str, tmp_path: Path) -> subprocess.Popen:
-    code = f"import sys; from facetwin.viewer import serve; from pathlib import Path; serve({args})"
+    # A runner started in the background (nohup, `&`) ignores SIGINT, and children inherit that; a user's
+    # terminal does not, so the child gets Python's own Ctrl-C handler back.
+    code = (
+        "import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+        f"from facetwin.viewer import serve; from pathlib import Path; serve({args})"
+    )
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     return subprocess.Popen(
         [sys.executable, "-c", code],
