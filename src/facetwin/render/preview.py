@@ -30,6 +30,17 @@ DOT_SRGB = (0.1, 1.0, 0.25)
 """Colour of the landmark dots (bright green reads over skin and the grey mesh)."""
 
 
+def _drawn_faces(faces: np.ndarray, face_mask) -> np.ndarray:
+    """``faces[face_mask]`` (all when None), the mask checked."""
+    f = np.asarray(faces)
+    if face_mask is None:
+        return f
+    m = np.asarray(face_mask)
+    if m.dtype != bool or m.shape != (f.shape[0],):
+        raise ValueError(f"face_mask: expected ({f.shape[0]},) bool, got {m.shape} {m.dtype}")
+    return f[m]
+
+
 def _shade(
     verts_cam: np.ndarray, faces: np.ndarray, K: np.ndarray, height: int, width: int, face_mask
 ) -> tuple[Raster, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -46,12 +57,7 @@ def _shade(
         shading: (N,) float32 ``AMBIENT + (1 - AMBIENT) * max(0, n . l)``.
     """
     v = np.asarray(verts_cam, dtype=np.float64)
-    f = np.asarray(faces)
-    if face_mask is not None:
-        m = np.asarray(face_mask)
-        if m.dtype != bool or m.shape != (f.shape[0],):
-            raise ValueError(f"face_mask: expected ({f.shape[0]},) bool, got {m.shape} {m.dtype}")
-        f = f[m]
+    f = _drawn_faces(faces, face_mask)
     raster = rasterize(v, f, K, height, width)
     f = f.astype(np.int64)
     tri = raster.tri_id[raster.covered]
@@ -148,15 +154,35 @@ def render_overlay(
     pts = np.zeros((0, 2)) if points_px is None else np.asarray(points_px, dtype=np.float64)
     if pts.ndim != 2 or pts.shape[1] != 2:
         raise ValueError(f"points_px: expected (N, 2), got {pts.shape}")
-    height, width = img.shape[:2]
-    raster, f, tri, bary, shading = _shade(verts_cam, faces, K, height, width, face_mask)
-    albedo = MESH_ALBEDO_LINEAR * (1.0 - WIRE_DARKEN * _wire(verts_cam, f, K, tri, bary))
-    mask = raster.covered
     out = np.array(img, dtype=np.float32)
-    blend_linear = (1.0 - alpha) * srgb_to_linear(out[mask]) + alpha * (albedo * shading)[:, None]
-    out[mask] = linear_to_srgb(blend_linear)
+    # Only the mesh's box is rasterised: on a large photo the head is a small part of it.
+    drawn = _drawn_faces(faces, face_mask)
+    x0, y0, x1, y1 = _drawn_box(verts_cam, drawn, K, out.shape[1], out.shape[0])
+    if x1 > x0 and y1 > y0:
+        K_box = np.array(K, dtype=np.float64)
+        K_box[0, 2] -= x0
+        K_box[1, 2] -= y0
+        raster, f, tri, bary, shading = _shade(verts_cam, drawn, K_box, y1 - y0, x1 - x0, None)
+        albedo = MESH_ALBEDO_LINEAR * (1.0 - WIRE_DARKEN * _wire(verts_cam, f, K_box, tri, bary))
+        box = out[y0:y1, x0:x1]
+        mask = raster.covered
+        blend_linear = (1.0 - alpha) * srgb_to_linear(box[mask]) + alpha * (albedo * shading)[:, None]
+        box[mask] = linear_to_srgb(blend_linear)
     _draw_dots(out, pts)
     return _to_uint8(out)
+
+
+def _drawn_box(verts_cam, drawn: np.ndarray, K, width: int, height: int) -> tuple[int, int, int, int]:
+    """Pixel box ``(x0, y0, x1, y1)`` (end exclusive, clipped to the image) around the vertices of the
+    ``drawn`` (F', 3) triangles in front of the camera; empty (x1 <= x0) when none is."""
+    v = np.asarray(verts_cam, dtype=np.float64)[np.unique(drawn)]
+    v = v[v[:, 2] > 1e-6]
+    if v.shape[0] == 0:
+        return 0, 0, 0, 0
+    uv = (v @ np.asarray(K, dtype=np.float64).T)[:, :2] / v[:, 2:3]
+    x0, y0 = np.clip(np.floor(uv.min(axis=0)).astype(int) - 2, 0, [width, height])
+    x1, y1 = np.clip(np.ceil(uv.max(axis=0)).astype(int) + 2, 0, [width, height])
+    return int(x0), int(y0), int(x1), int(y1)
 
 
 def render_shaded(
