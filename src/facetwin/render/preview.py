@@ -159,7 +159,7 @@ def render_overlay(
     drawn = _drawn_faces(faces, face_mask)
     x0, y0, x1, y1 = _drawn_box(verts_cam, drawn, K, out.shape[1], out.shape[0])
     if x1 > x0 and y1 > y0:
-        K_box = np.array(K, dtype=np.float64)
+        K_box = np.array(K)  # same dtype as K: no second compiled variant of the rasteriser
         K_box[0, 2] -= x0
         K_box[1, 2] -= y0
         raster, f, tri, bary, shading = _shade(verts_cam, drawn, K_box, y1 - y0, x1 - x0, None)
