@@ -44,9 +44,11 @@ import numpy as np
 from facetwin.fit.landmarks import Fit, SurfacePoints
 from facetwin.model.ict import HeadModel
 
-SCLERA_ALBEDO_LINEAR = (0.72, 0.66, 0.60)
-"""Assumed diffuse albedo of the white of the eye, linear sRGB: a slightly warm white (sRGB about 0.87,
-0.84, 0.80). Only its chromaticity is used, as the reference for the light's colour."""
+SCLERA_ALBEDO_LINEAR = (0.66, 0.66, 0.66)
+"""Assumed diffuse albedo of the white of the eye, linear sRGB: a neutral white (sRGB about 0.84). It is the
+reference for the light's colour and, weighed in, for the albedo's scale. Neutral because that is how the
+whites of the eyes come out in photos under white light (model_face.jpg: within 3 % per channel); a warm
+reference read a neutral sclera as bluish light and warmed every albedo by as much."""
 SCLERA_MIN_PIXELS = 12
 """Fewer visible sclera pixels than this (both eyes) give no white-balance evidence."""
 SCLERA_FULL_PIXELS = 80
