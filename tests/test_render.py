@@ -450,3 +450,15 @@ def test_head_previews(model):
     overlay = render_overlay(np.zeros((128, 128, 3)), verts, model.faces, K, face_mask=skin, points_px=points)
     _debug_write("head_shaded.png", shaded)
     _debug_write("head_overlay.png", overlay)
+
+
+def test_drawn_box_known_answer():
+    """The pixel box of a triangle 100 cm ahead, f = 100 px: its corners at (20, 30) and (60, 50) px from the
+    principal point, plus the 2 px margin, clipped to the image; nothing in front gives an empty box."""
+    from facetwin.render.preview import drawn_box
+
+    K = np.array([[100.0, 0.0, 50.0], [0.0, 100.0, 40.0], [0.0, 0.0, 1.0]])
+    verts = np.array([[20.0, 30.0, 100.0], [60.0, 30.0, 100.0], [20.0, 50.0, 100.0], [0.0, 0.0, -5.0]])
+    assert drawn_box(verts, np.array([[0, 1, 2]]), K, 200, 200) == (68, 68, 112, 92)
+    assert drawn_box(verts, np.array([[0, 1, 2]]), K, 100, 80) == (68, 68, 100, 80)
+    assert drawn_box(verts, np.array([[3, 3, 3]]), K, 200, 200)[2] == 0

@@ -157,7 +157,7 @@ def render_overlay(
     out = np.array(img, dtype=np.float32)
     # Only the mesh's box is rasterised: on a large photo the head is a small part of it.
     drawn = _drawn_faces(faces, face_mask)
-    x0, y0, x1, y1 = _drawn_box(verts_cam, drawn, K, out.shape[1], out.shape[0])
+    x0, y0, x1, y1 = drawn_box(verts_cam, drawn, K, out.shape[1], out.shape[0])
     if x1 > x0 and y1 > y0:
         K_box = np.array(K)  # same dtype as K: no second compiled variant of the rasteriser
         K_box[0, 2] -= x0
@@ -172,9 +172,10 @@ def render_overlay(
     return _to_uint8(out)
 
 
-def _drawn_box(verts_cam, drawn: np.ndarray, K, width: int, height: int) -> tuple[int, int, int, int]:
-    """Pixel box ``(x0, y0, x1, y1)`` (end exclusive, clipped to the image) around the vertices of the
-    ``drawn`` (F', 3) triangles in front of the camera; empty (x1 <= x0) when none is."""
+def drawn_box(verts_cam, drawn: np.ndarray, K, width: int, height: int) -> tuple[int, int, int, int]:
+    """Pixel box ``(x0, y0, x1, y1)`` (end exclusive, clipped to the image, 2 px margin) around the vertices of
+    the ``drawn`` (F', 3) triangles in front of the camera (``verts_cam`` (V, 3), OpenCV camera frame);
+    empty (x1 <= x0) when none is. Renders of a large photo rasterise only this box."""
     v = np.asarray(verts_cam, dtype=np.float64)[np.unique(drawn)]
     v = v[v[:, 2] > 1e-6]
     if v.shape[0] == 0:

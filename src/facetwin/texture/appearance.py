@@ -564,6 +564,7 @@ def render_appearance_overlay(model: HeadModel, appearance: Appearance, image_sr
         (H, W, 3) uint8 sRGB.
     """
     from facetwin.frames import linear_to_srgb
+    from facetwin.render.preview import drawn_box
     from facetwin.texture.delight import render_textured, shading_linear
 
     img = np.asarray(image_srgb, np.float32)
@@ -573,10 +574,8 @@ def render_appearance_overlay(model: HeadModel, appearance: Appearance, image_sr
     h, w = img.shape[:2]
     out = img.copy()
     # Only the face's box is rendered: on a large photo the face is a small part of it.
-    face_v = np.unique(model.faces[model.material_faces(("M_Face",))])
-    px = cam.project(appearance.fit.vertices[face_v])
-    x0, y0 = np.clip(np.floor(px.min(axis=0)).astype(int) - 2, 0, [w, h])
-    x1, y1 = np.clip(np.ceil(px.max(axis=0)).astype(int) + 2, 0, [w, h])
+    face = model.faces[model.material_faces(("M_Face",))]
+    x0, y0, x1, y1 = drawn_box(cam.to_camera(appearance.fit.vertices), face, cam.K, w, h)
     if x1 <= x0 or y1 <= y0:
         return np.round(np.clip(out, 0.0, 1.0) * 255.0).astype(np.uint8)
     K = cam.K.copy()
