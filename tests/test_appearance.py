@@ -19,7 +19,7 @@ import pytest
 
 import appearance_scenes as S
 from debug_images import save_debug_row
-from facetwin.fit.landmarks import fit_landmarks
+from facetwin.pipeline import fit_face
 from facetwin.texture.appearance import (
     WHITE_ALBEDO,
     _fit_chromaticity,
@@ -63,21 +63,6 @@ def world(model):
     return {"vertices": verts, "camera": S.true_camera(), "visibility": S.visibility_of(model, verts)}
 
 
-def _fit_scene(model, points, scene):
-    from facetwin.pipeline import CONTOUR_WEIGHT, contour_landmark_ids
-
-    weights = np.ones(points.vertex_ids.shape[0])
-    weights[contour_landmark_ids()] = CONTOUR_WEIGHT
-    return fit_landmarks(
-        model,
-        points,
-        scene.face.landmarks[:, :2],
-        (S.WIDTH, S.HEIGHT),
-        landmark_weights=weights,
-        focal_px=S.FOCAL_PX,
-    )
-
-
 def _errors(model, tiles, app) -> dict:
     reg = face_regions(model, SIZE)
     est, gt = app.albedo_uv_linear, tiles[0]
@@ -118,7 +103,7 @@ def results(model, points, world):
                 model,
                 scene.photo,
                 scene.face,
-                _fit_scene(model, points, scene),
+                fit_face(model, points, scene.photo, scene.face),
                 points=points,
                 texture_size=SIZE,
             )
@@ -212,7 +197,7 @@ def test_grayscale_photo_gives_gray_albedo(model, points, world):
             img[:64, :96] = linear_to_srgb(np.float32(WHITE_ALBEDO * irradiance))
         photo = replace(scene.photo, image_srgb=img, grayscale=True)
         app = estimate_appearance(
-            model, photo, scene.face, _fit_scene(model, points, scene), points=points, texture_size=SIZE
+            model, photo, scene.face, fit_face(model, points, scene.photo, scene.face), points=points, texture_size=SIZE
         )
         assert app.monotone
         a = app.albedo_uv_linear

@@ -9,7 +9,6 @@ import pytest
 import torch
 
 import appearance_scenes as S
-from facetwin.fit.landmarks import fit_landmarks
 from facetwin.fit.photometric import (
     _rodrigues,
     _sh_design,
@@ -22,6 +21,7 @@ from facetwin.fit.photometric import (
     work_view,
 )
 from facetwin.frames import srgb_to_linear
+from facetwin.pipeline import fit_face
 from facetwin.texture.delight import render_textured, visibility_ratio
 
 SHADING_ERR_MAX = 0.08
@@ -44,18 +44,7 @@ def scene(model, points):
     light = S.lights()["one_sided"]
     sc = S.make_scene(model, points, tiles, light, verts, cam, vis)
 
-    from facetwin.pipeline import CONTOUR_WEIGHT, contour_landmark_ids
-
-    weights = np.ones(points.vertex_ids.shape[0])
-    weights[contour_landmark_ids()] = CONTOUR_WEIGHT
-    fit = fit_landmarks(
-        model,
-        points,
-        sc.face.landmarks[:, :2],
-        (S.WIDTH, S.HEIGHT),
-        landmark_weights=weights,
-        focal_px=S.FOCAL_PX,
-    )
+    fit = fit_face(model, points, sc.photo, sc.face)
     return {"scene": sc, "fit": fit, "visibility": vis, "light": light}
 
 
