@@ -21,7 +21,9 @@ import appearance_scenes as S
 from debug_images import save_debug_row
 from facetwin.pipeline import fit_face
 from facetwin.texture.appearance import (
+    SCLERA_ALBEDO_LINEAR,
     WHITE_ALBEDO,
+    _calibrate,
     _fit_chromaticity,
     _plausibility,
     estimate_appearance,
@@ -30,7 +32,7 @@ from facetwin.texture.appearance import (
     render_appearance_overlay,
 )
 from facetwin.texture.regions import face_regions
-from facetwin.texture.skin import ita_degrees, skin_albedo_linear
+from facetwin.texture.skin import ita_degrees, planckian_cast_log, skin_albedo_linear
 
 SIZE = 256
 TONES = ("very_light", "light", "tan", "brown", "dark")
@@ -247,6 +249,27 @@ def test_plausibility_known_answers():
     chroma, bright = _plausibility(texels, tone)
     np.testing.assert_allclose(chroma[0], [1, 1, 1, 1, 0, 0], atol=1e-6)
     np.testing.assert_allclose(bright[0, [0, 1, 2, 3, 5]], [1, 1, 1, 0, 0], atol=1e-6)
+
+
+def test_calibration_takes_a_warm_light_from_the_sclera():
+    """Light skin under 3500 K light, exposure x5: with the whites of the eyes seen, the light's colour is
+    taken from them and the skin keeps its ITA; without them the warm cast reads as melanin (the ambiguity
+    the eyes resolve); a magenta "sclera" (no blackbody light is magenta) is not trusted."""
+    rng = np.random.default_rng(0)
+    truth = skin_albedo_linear(0.04, 0.015)
+    light = 5.0 * np.exp(planckian_cast_log(3500.0))
+    cheeks = truth * light * np.exp(rng.normal(0.0, 0.02, (500, 3)))
+    sclera = {"pixels": 200, "albedo_linear": (np.asarray(SCLERA_ALBEDO_LINEAR) * light).tolist()}
+    gains, skin, wb = _calibrate(cheeks, sclera)
+    assert wb["sclera_trust"] == pytest.approx(0.9)
+    # The eyes' colour is taken at SCLERA_MAX_TRUST = 0.9: the tenth of the cast left reads as melanin (7.5 deg).
+    assert abs(skin["ita_deg"] - ita_degrees(truth)) < 9.0, (skin, ita_degrees(truth))
+    np.testing.assert_allclose(np.log(gains / light), 0.0, atol=0.15)
+    _, blind, wb_blind = _calibrate(cheeks, {"pixels": 0, "albedo_linear": None})
+    assert wb_blind["sclera_trust"] == 0.0 and blind["ita_deg"] < ita_degrees(truth) - 20.0
+    magenta = {"pixels": 200, "albedo_linear": (np.array([1.0, 0.6, 1.0]) * 5.0).tolist()}
+    _, _, wb_magenta = _calibrate(cheeks, magenta)
+    assert wb_magenta["sclera_trust"] == 0.0
 
 
 def test_skin_chromaticity_fit_round_trip():

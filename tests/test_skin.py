@@ -16,6 +16,8 @@ from facetwin.texture.skin import (
     fit_skin_parameters,
     ita_degrees,
     linear_srgb_to_lab,
+    planckian_cast_log,
+    planckian_distance,
     project_to_skin_manifold,
     reflectance_to_linear_srgb,
     skin_albedo_linear,
@@ -213,3 +215,40 @@ def test_fit_bad_inputs():
 def test_fit_empty_input():
     fit = fit_skin_parameters(np.zeros((0, 3)))
     assert fit.melanin.shape == (0,)
+
+
+def test_planckian_casts_known_answers():
+    """D65's own temperature gives (almost) no cast; lower temperatures are warmer (red up, blue down) in
+    order; the warm end matches a 2300 K white; points on the locus are at distance 0, green and magenta
+    whites far from it."""
+    temps = np.array([2300.0, 3200.0, 4000.0, 5000.0, 6504.0, 9000.0, 15000.0])
+    casts = planckian_cast_log(temps)
+    np.testing.assert_allclose(casts.sum(axis=1), 0.0, atol=1e-12)
+    assert np.abs(casts[4]).max() < 0.05
+    red_minus_blue = casts[:, 0] - casts[:, 2]
+    assert np.all(np.diff(red_minus_blue) < 0)
+    assert red_minus_blue[0] > 2.5 and red_minus_blue[-1] < -0.6
+    # Independent reference: the Planckian locus in CIE 1931 xy by the cubic splines of Kim et al. (2002,
+    # 2222-25000 K),
+    # as XYZ with Y = 1, to linear sRGB with the IEC 61966-2-1 matrix (no chromatic adaptation).
+    for t, cast in zip(temps[:-1], casts[:-1]):
+        u = 1e3 / t
+        if t <= 4000:
+            x = -0.2661239 * u**3 - 0.2343589 * u**2 + 0.8776956 * u + 0.179910
+            y = -0.9549476 * x**3 - 1.37418593 * x**2 + 2.09137015 * x - 0.16748867
+        else:
+            x = -3.0258469 * u**3 + 2.1070379 * u**2 + 0.2226347 * u + 0.240390
+            y = 3.0817580 * x**3 - 5.87338670 * x**2 + 3.75112997 * x - 0.37001483
+        rgb = np.linalg.solve(skin.SRGB_TO_XYZ, [x / y, 1.0, (1.0 - x - y) / y])
+        ref = np.log(rgb) - np.log(rgb).mean()
+        assert np.abs(cast - ref).max() < 0.03, (t, cast, ref)
+    np.testing.assert_allclose(planckian_distance(casts + 0.7), 0.0, atol=0.01)  # the mean is ignored
+    assert planckian_distance(np.zeros(3)) == 0.0
+    assert planckian_distance(np.log([1.0, 1.4, 1.0])) > 0.25  # green
+    assert planckian_distance(np.log([1.4, 1.0, 1.4])) > 0.2  # magenta
+    assert planckian_distance(np.log([7.0, 1.0, 0.7])) > 0.5  # red beyond any blackbody
+
+
+def test_planckian_bad_temperature():
+    with pytest.raises(ValueError, match="gamut"):
+        planckian_cast_log(1500.0)

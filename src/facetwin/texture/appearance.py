@@ -56,12 +56,16 @@ SCLERA_FULL_PIXELS = 80
 SCLERA_MAX_TRUST = 0.9
 """Largest weight of the sclera's colour against the prior of white light: the sclera is small, veined and
 shadowed by the lids."""
-SCLERA_MAX_CAST = 0.4
-"""A sclera whose colour departs from :data:`SCLERA_ALBEDO_LINEAR` by more than this (natural-log chroma, any
-channel) is not trusted: no light is that coloured in a portrait, a mis-located sclera can be."""
-SCLERA_MIN_OVER_SKIN = 1.0
-"""The sclera's delighted brightness must be at least this multiple of the cheeks' to be trusted (the
-lightest skin has about 0.6 of the sclera's albedo; sunglasses are far darker)."""
+SCLERA_MAX_OFF_LOCUS = 0.15
+"""A sclera whose colour, over :data:`SCLERA_ALBEDO_LINEAR`, is farther than this (natural-log chroma) from
+every blackbody light of 2300-15000 K (:func:`facetwin.texture.skin.planckian_distance`) is not trusted: a
+sunset or tungsten light can make the whites of the eyes orange, but no real light makes them green, red or
+magenta; a mis-located sclera (a lid, a tinted lens, glare) can."""
+SCLERA_MIN_OVER_SKIN = 0.75
+"""The sclera's delighted brightness must be at least this multiple of the cheeks' to be trusted. The
+lightest skin has about 0.6 of the sclera's albedo, but the lids and brow shade the eye more than the light's
+low-order model says, so an open eye can read a little darker than the cheeks (laos: 0.93); sunglasses, and
+lashes and lids of a squint (smiling_woman: 0.3), read far darker."""
 SCLERA_HIDDEN_BELOW_SKIN = 0.5
 """An eye whose "sclera" is darker than this multiple of the cheeks is covered (sunglasses): sclera is
 several times brighter than any skin, and a shadowed, mis-fitted eye still reaches about the skin's
@@ -883,79 +887,103 @@ def _unwrap(model, uvr, verts, normals, ratio_v, sh, cam, image_linear, capture,
     )
 
 
+def _opening_samples(
+    model, verts, normals, cam, image_linear, poly, materials, sh, ratio_v, occl_soft, view, keep=None
+) -> np.ndarray:
+    """Delighted colours of a material of the head model seen through one of the face's openings.
+
+    Pixels: where the rendered mesh shows one of ``materials`` inside the detector's contour ``poly`` (eroded
+    by a pixel), away from occluders (:func:`occluder_mask`) and where ``keep`` allows; each is divided by the
+    shading of the fitted light on the mesh's normal there.
+
+    Args:
+        poly: (P, 2) the opening's contour, photo pixels.
+        materials: names of the material groups to sample (``M_ScleraLeft``, ``M_Teeth``, ...).
+        keep: None, or ``keep(x, y) -> (h, w) bool`` of the photo pixel centres ``x``, ``y``.
+
+    Returns:
+        (N, 3) linear albedo in the light's units.
+    """
+    import cv2
+
+    from facetwin.render.raster import rasterize
+    from facetwin.texture.delight import occluding_faces, shading_linear
+
+    ids = [model.material_names.index(n) for n in materials if n in model.material_names]
+    occ = occluding_faces(model)
+    H, W = image_linear.shape[:2]
+    lo = np.maximum(np.floor(poly.min(axis=0)) - 2, 0)
+    hi = np.minimum(np.ceil(poly.max(axis=0)) + 2, [W, H])
+    if np.any(hi - lo < 3):
+        return np.zeros((0, 3))
+    w, h = int(hi[0] - lo[0]), int(hi[1] - lo[1])
+    K = cam.K.copy()
+    K[0, 2] -= lo[0]
+    K[1, 2] -= lo[1]
+    raster = rasterize(cam.to_camera(verts), model.faces[occ], K, h, w)
+    mask = np.zeros((h, w), np.uint8)
+    cv2.fillPoly(mask, [np.round((poly - lo - 0.5) * 256).astype(np.int32)], 1, shift=8)
+    mask = cv2.erode(mask, np.ones((3, 3), np.uint8)).astype(bool)
+    yy, xx = np.mgrid[0:h, 0:w] + 0.5
+    xx, yy = xx + lo[0], yy + lo[1]
+    if keep is not None:
+        mask &= keep(xx, yy)
+    tri = raster.tri_id
+    on = tri >= 0
+    mat = np.full((h, w), -1)
+    mat[on] = model.face_material[occ[tri[on]]]
+    hidden = (
+        cv2.remap(
+            occl_soft,
+            ((xx - view.origin_px[0]) * view.scale - 0.5).astype(np.float32),
+            ((yy - view.origin_px[1]) * view.scale - 0.5).astype(np.float32),
+            cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_REPLICATE,
+        )
+        > 0.5
+    )
+    sel = mask & np.isin(mat, ids) & ~hidden
+    if not sel.any():
+        return np.zeros((0, 3))
+    t = occ[tri[sel]]
+    b = raster.bary[sel]
+    n = np.einsum("nk,nkd->nd", b, normals[model.faces[t]])
+    n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
+    rr = np.einsum("nk,nkd->nd", b, ratio_v[model.faces[t]])
+    shade = shading_linear(n, rr, sh)
+    pix = image_linear[int(lo[1]) : int(lo[1]) + h, int(lo[0]) : int(lo[0]) + w][sel]
+    ok = shade.min(axis=1) > 1e-4
+    a = pix[ok] / shade[ok]
+    return a[np.all(np.isfinite(a), axis=1) & (a.min(axis=1) > 0)]
+
+
 def _sclera_samples(
     model, verts, normals, cam, image_linear, landmarks, sh, ratio_v, occl_soft, view
 ) -> list:
-    """Delighted colours of the visible sclera of each eye.
-
-    Sclera pixels: the sclera meshes' pixels inside the detector's eye contour, away from the iris and from
-    occluders (:func:`occluder_mask`).
+    """Delighted colours of the visible sclera of each eye (:func:`_opening_samples`), away from the iris.
 
     Returns:
         one ``(polygon (P, 2) photo pixels, samples (N, 3) linear albedo in the light's units)`` per eye.
     """
-    import cv2
     from mediapipe.python.solutions.face_mesh_connections import FACEMESH_LEFT_EYE, FACEMESH_RIGHT_EYE
 
     from facetwin.fit.photometric import _loop
-    from facetwin.render.raster import rasterize
-    from facetwin.texture.delight import occluding_faces, shading_linear
 
     lm = np.asarray(landmarks, np.float64)[:, :2]
-    names = ("M_ScleraLeft", "M_ScleraRight")
-    sclera_ids = [model.material_names.index(n) for n in names if n in model.material_names]
     eyes = []
-    occ = occluding_faces(model)
-    H, W = image_linear.shape[:2]
     for loop_edges, iris in ((FACEMESH_LEFT_EYE, 473), (FACEMESH_RIGHT_EYE, 468)):
         poly = lm[_loop(loop_edges)]
-        lo = np.maximum(np.floor(poly.min(axis=0)) - 2, 0)
-        hi = np.minimum(np.ceil(poly.max(axis=0)) + 2, [W, H])
-        if np.any(hi - lo < 3):
-            eyes.append((poly, np.zeros((0, 3))))
-            continue
-        w, h = int(hi[0] - lo[0]), int(hi[1] - lo[1])
-        K = cam.K.copy()
-        K[0, 2] -= lo[0]
-        K[1, 2] -= lo[1]
-        raster = rasterize(cam.to_camera(verts), model.faces[occ], K, h, w)
-        mask = np.zeros((h, w), np.uint8)
-        cv2.fillPoly(mask, [np.round((poly - lo - 0.5) * 256).astype(np.int32)], 1, shift=8)
-        mask = cv2.erode(mask, np.ones((3, 3), np.uint8)).astype(bool)
-        yy, xx = np.mgrid[0:h, 0:w] + 0.5
         centre = lm[iris]
         radius = float(np.linalg.norm(lm[iris + 1 : iris + 5] - centre, axis=1).mean())
-        far = np.hypot(xx + lo[0] - centre[0], yy + lo[1] - centre[1]) > IRIS_EXCLUDE * radius
-        tri = raster.tri_id
-        on = tri >= 0
-        mat = np.full((h, w), -1)
-        mat[on] = model.face_material[occ[tri[on]]]
-        wx = (xx + lo[0] - view.origin_px[0]) * view.scale - 0.5
-        wy = (yy + lo[1] - view.origin_px[1]) * view.scale - 0.5
-        hidden = (
-            cv2.remap(
-                occl_soft,
-                wx.astype(np.float32),
-                wy.astype(np.float32),
-                cv2.INTER_LINEAR,
-                borderMode=cv2.BORDER_REPLICATE,
-            )
-            > 0.5
+
+        def far_from_iris(x, y, centre=centre, radius=radius):
+            return np.hypot(x - centre[0], y - centre[1]) > IRIS_EXCLUDE * radius
+
+        samples = _opening_samples(
+            model, verts, normals, cam, image_linear, poly, ("M_ScleraLeft", "M_ScleraRight"), sh, ratio_v,
+            occl_soft, view, keep=far_from_iris,
         )
-        sel = mask & far & np.isin(mat, sclera_ids) & ~hidden
-        if not sel.any():
-            eyes.append((poly, np.zeros((0, 3))))
-            continue
-        t = occ[tri[sel]]
-        b = raster.bary[sel]
-        n = np.einsum("nk,nkd->nd", b, normals[model.faces[t]])
-        n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
-        rr = np.einsum("nk,nkd->nd", b, ratio_v[model.faces[t]])
-        shade = shading_linear(n, rr, sh)
-        pix = image_linear[int(lo[1]) : int(lo[1]) + h, int(lo[0]) : int(lo[0]) + w][sel]
-        ok = shade.min(axis=1) > 1e-4
-        a = pix[ok] / shade[ok]
-        eyes.append((poly, a[np.all(np.isfinite(a), axis=1) & (a.min(axis=1) > 0)]))
+        eyes.append((poly, samples))
     return eyes
 
 
@@ -1013,7 +1041,7 @@ def _calibrate(
         skin: the skin parameters of the corrected mean cheek albedo (None entries for monotone photos).
         wb: what went into the white balance and the scale.
     """
-    from facetwin.texture.skin import ita_degrees
+    from facetwin.texture.skin import ita_degrees, planckian_distance
 
     a = np.asarray(cheek_albedo, np.float64)
     a = a[np.all(np.isfinite(a), axis=1) & (a.min(axis=1) > 0)]
@@ -1033,7 +1061,7 @@ def _calibrate(
         d = _zero_mean(np.log(np.asarray(sclera["albedo_linear"])) - np.log(SCLERA_ALBEDO_LINEAR))
         brighter = float(np.mean(sclera["albedo_linear"])) / float(np.exp(la.mean(axis=0)).mean())
         # A "sclera" darker than the skin, or strongly coloured, is not one (sunglasses, a closed eye).
-        usable = brighter >= SCLERA_MIN_OVER_SKIN and float(np.abs(d).max()) <= SCLERA_MAX_CAST
+        usable = brighter >= SCLERA_MIN_OVER_SKIN and float(planckian_distance(d)) <= SCLERA_MAX_OFF_LOCUS
     if usable:
         trust = SCLERA_MAX_TRUST * min(1.0, n_scl / SCLERA_FULL_PIXELS)
         if not monotone:

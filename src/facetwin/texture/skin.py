@@ -348,6 +348,60 @@ def ita_degrees(albedo_linear: np.ndarray) -> np.ndarray:
         return np.degrees(np.arctan((lab[..., 0] - 50.0) / lab[..., 2]))
 
 
+PLANCKIAN_RANGE_K = (2300.0, 15000.0)
+"""Colour temperatures of :func:`planckian_cast_log`'s locus: candle-warm tungsten to blue shade. Below
+about 2300 K a white under a blackbody falls outside the sRGB gamut (negative blue)."""
+_PLANCK_C2_M_K = 1.438777e-2
+"""Second radiation constant ``h c / k`` (m K)."""
+
+
+def planckian_cast_log(temperature_k: np.ndarray) -> np.ndarray:
+    """Colour cast of blackbody light as a camera balanced for D65 records it.
+
+    A white reflector lit by a blackbody at ``T`` (Planck's law) instead of D65, seen through
+    :func:`reflectance_to_linear_srgb`, with the zero-mean natural log taken: the direction in which real
+    light sources (tungsten, sunset, daylight, shade) tint a photo that the camera did not fully
+    white-balance. ``T = 6504 K`` gives a slight magenta cast, under 0.05: D65 itself lies a little
+    off the blackbody locus.
+
+    Args:
+        temperature_k: (...) kelvin, within :data:`PLANCKIAN_RANGE_K`.
+
+    Returns:
+        (..., 3) float64 zero-mean log linear sRGB.
+    """
+    t = np.asarray(temperature_k, np.float64)[..., None]
+    lam = WAVELENGTHS_NM * 1e-9
+    spd = lam**-5 / np.expm1(_PLANCK_C2_M_K / (lam * t))
+    rgb = reflectance_to_linear_srgb(spd / _D65_SPD / spd.max(axis=-1, keepdims=True))
+    if np.any(rgb <= 0):
+        raise ValueError(f"temperature_k: outside the sRGB gamut, expected {PLANCKIAN_RANGE_K}")
+    log = np.log(rgb)
+    return log - log.mean(axis=-1, keepdims=True)
+
+
+@functools.lru_cache(maxsize=1)
+def _planckian_locus() -> np.ndarray:
+    """(401, 3) blackbody casts, and no cast at all (D65, the camera's own white)."""
+    return np.vstack([planckian_cast_log(np.geomspace(*PLANCKIAN_RANGE_K, 400)), np.zeros((1, 3))])
+
+
+def planckian_distance(cast_log: np.ndarray) -> np.ndarray:
+    """Distance of colour casts from the nearest blackbody cast of :data:`PLANCKIAN_RANGE_K` (or none).
+
+    Args:
+        cast_log: (..., 3) log linear sRGB of a white's colour (its mean is ignored).
+
+    Returns:
+        (...) float64 Euclidean distance in zero-mean log RGB: about 0 for light a blackbody could give,
+        large for a white that is green, magenta or far beyond the warmest or bluest light.
+    """
+    c = np.asarray(cast_log, np.float64)
+    c = c - c.mean(axis=-1, keepdims=True)
+    d = c[..., None, :] - _planckian_locus()
+    return np.sqrt((d**2).sum(axis=-1)).min(axis=-1)
+
+
 @dataclass(frozen=True)
 class SkinGrid:
     """The skin manifold sampled on a log-spaced grid.
