@@ -240,6 +240,27 @@ def test_occluder_mask_keeps_marks_and_drops_occluders():
     assert occl[10:20, 30:70].all() and occl[60:80, 20:45].all()
 
 
+def test_occluder_mask_keeps_the_margins_of_features():
+    """Thin outlier bands hugging a brow and an eye (brow hairs, lid shadow) are the features' margins, even
+    when long; a thick strand of hair as close to the brow is an occluder, and so is what it encloses."""
+    h = w = 200
+    oval = np.zeros((h, w), bool)
+    oval[10:190, 10:190] = True
+    feature = np.zeros((h, w), bool)
+    feature[60:68, 50:150] = True  # a brow
+    feature[80:90, 70:130] = True  # an eye
+    outlier = np.zeros((h, w), bool)
+    outlier[56:60, 50:150] = True  # brow hairs above the brow, 4 px thick: 400 px > OCCLUDER_MIN_AREA
+    outlier[90:93, 70:130] = True  # lid shadow under the eye
+    occl = occluder_mask(outlier, oval, oval, face_area_px=180.0 * 180.0, feature=feature)
+    assert not occl.any()
+    assert occluder_mask(outlier, oval, oval, face_area_px=180.0 * 180.0)[56:60, 50:150].all()  # no features
+    strand = outlier.copy()
+    strand[30:60, 40:160] = True  # 30 px thick, along the brow
+    occl = occluder_mask(strand, oval, oval, face_area_px=180.0 * 180.0, feature=feature)
+    assert occl[30:60, 40:160].all() and not occl[90:93, 70:130].any()
+
+
 def test_plausibility_known_answers():
     """Skin-coloured texels of the person's tone, darker or a little brighter, are skin; far brighter ones
     (lit background, a highlight left over), green ones and missing ones are not."""

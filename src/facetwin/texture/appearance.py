@@ -122,6 +122,15 @@ OCCLUDER_MIN_AREA = 0.004
 """Outlier blobs smaller than this fraction of the face's area (about 1 cm^2) are marks on the skin (moles,
 pores, specks of shine) and stay in the texture; larger ones, or any that reach the edge of the face oval,
 are occluders (hair, hands, glasses, beard) and are left out."""
+FEATURE_MARGIN_FACE = 0.03
+"""Distance from the eyes, brows, lips and nostrils (a fraction of the face size) within which outliers are
+the feature's own margin (brow hairs beyond the model's brow region, lashes and lid shadows, the shade of a
+nostril), and the most a margin is thick. See :data:`FEATURE_MARGIN_SHARE`."""
+FEATURE_MARGIN_SHARE = 0.75
+"""An enclosed outlier blob no thicker than :data:`FEATURE_MARGIN_FACE`, with at least this share of its
+pixels within that distance of a feature, is the feature's margin, however long, and not an occluder: a band
+along a brow and another under the eye would otherwise be taken for a frame, and the whole eye between them
+hidden."""
 OCCLUDER_INTO_FEATURES = 0.05
 """How far (fraction of the face size, about 7 mm) an occluder is followed into a neighbouring feature."""
 OCCLUDER_DILATE = 0.025
@@ -256,25 +265,31 @@ def _smoothstep(x, lo, hi):
 
 
 def occluder_mask(
-    outlier: np.ndarray, candidate: np.ndarray, oval: np.ndarray, face_area_px: float
+    outlier: np.ndarray,
+    candidate: np.ndarray,
+    oval: np.ndarray,
+    face_area_px: float,
+    feature: np.ndarray | None = None,
 ) -> np.ndarray:
     """Which outlier pixels of the photometric fit are occluders rather than marks on the skin.
 
-    Connected blobs of outliers (8-connected) are occluders when their area is at least
-    :data:`OCCLUDER_MIN_AREA` of the face or when they touch the edge of the face oval (hair from above,
-    hands from below); smaller enclosed ones (moles, pores, specks of shine) are not.
+    Connected blobs of outliers (8-connected) are occluders when they touch the edge of the face oval (hair
+    from above, hands from below), or when their area is at least :data:`OCCLUDER_MIN_AREA` of the face and
+    they are not the margin of a feature (:data:`FEATURE_MARGIN_SHARE`); smaller enclosed ones (moles,
+    pores, specks of shine) are not.
 
     Args:
         outlier: (h, w) bool outlier pixels of the photometric fit.
         candidate: (h, w) bool pixels that could be skin.
         oval: (h, w) bool inside the face oval.
         face_area_px: the face's area in these pixels.
+        feature: (h, w) bool pixels of the eyes, brows, lips and nostrils, or None (no margins).
 
     Returns:
         (h, w) bool occluder pixels, not yet widened.
     """
     import cv2
-    from scipy.ndimage import binary_fill_holes
+    from scipy.ndimage import binary_fill_holes, maximum
 
     n, labels, stats, _ = cv2.connectedComponentsWithStats(outlier.astype(np.uint8), connectivity=8)
     if n <= 1:
@@ -283,6 +298,14 @@ def occluder_mask(
     touches = np.zeros(n, bool)
     touches[np.unique(labels[rim & outlier])] = True
     big = stats[:, cv2.CC_STAT_AREA] >= OCCLUDER_MIN_AREA * face_area_px
+    if feature is not None and feature.any():
+        r = max(round(FEATURE_MARGIN_FACE * math.sqrt(face_area_px)), 1)
+        near = cv2.dilate(feature.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1,) * 2))
+        share = np.bincount(labels[near.astype(bool)], minlength=n) / np.maximum(stats[:, cv2.CC_STAT_AREA], 1)
+        # A margin is thin; a strand of hair or a frame along a brow is as close to it, but thicker.
+        inside = cv2.distanceTransform(outlier.astype(np.uint8), cv2.DIST_L2, 3)
+        thickness = 2.0 * np.asarray(maximum(inside, labels, np.arange(n)))
+        big &= (share < FEATURE_MARGIN_SHARE) | (thickness > 2 * r)
     keep = big | touches
     keep[0] = False
     # What an occluder encloses (an eye inside a sunglass lens, lips inside a beard) is hidden too: those
@@ -371,7 +394,9 @@ def estimate_appearance(
         shift=8,
     )
     face_size_work = new_fit.face_size_px * view.scale
-    occl = occluder_mask(phot.outlier_mask, phot.candidate_mask, oval_work.astype(bool), face_size_work**2)
+    occl = occluder_mask(
+        phot.outlier_mask, phot.candidate_mask, oval_work.astype(bool), face_size_work**2, phot.feature_mask
+    )
     # Features are never outliers (they are not skin candidates): what an occluder reaches into them (hair
     # over a brow, a frame over a lid) is hidden too, as far as OCCLUDER_INTO_FEATURES.
     r2 = max(round(OCCLUDER_INTO_FEATURES * face_size_work), 1)
