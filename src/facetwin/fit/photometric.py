@@ -88,9 +88,19 @@ RESIDUAL_FLOOR = 0.004
 """Smallest robust spread of the sqrt-intensity residual (about 1 % of mid-grey skin): noise-free synthetic
 images would otherwise flag everything."""
 RESIDUAL_CAP = 0.03
-"""Largest robust spread of the sqrt-intensity residual (about 12 % at mid-grey skin). When the fit is poor
-(a beard over half the face, a painted face) the spread would otherwise grow until everything is an
-inlier; capped, the best-fitting part of the skin decides, as in a consensus fit."""
+"""Largest robust spread of the sqrt-intensity residual (about 12 % at mid-grey skin) over the whole skin
+mask (grayscale photos: :data:`SEED_RESIDUAL_CAP`). When the fit is poor (a beard
+over half the face, a painted face) the spread would otherwise grow until everything is an inlier; capped,
+the best-fitting part of the skin decides, as in a consensus fit."""
+SEED_RESIDUAL_CAP = 0.1
+"""Grayscale and sepia photos: largest robust spread of the residual on the core skin in the first passes.
+Where the core itself fits worse than :data:`RESIDUAL_CAP` (film grain, deep wrinkles, a hard light the
+second-order light cannot shape), that spread is the photo's noise, and the cap of the later passes rises
+to it: else half of the skin, core included, is cast out (frederick_douglass_1879: 49 % outliers, 3 % of
+the face tile seen). Colour photos keep :data:`RESIDUAL_CAP`: there the chromaticity test
+(:data:`CHROMA_SIGMAS`) finds hair and frames, and the tight cap finds what it misses; raised, glasses
+(grace_hopper) and strands of hair (woman_three_quarter) would be taken for skin. A monotone photo has only
+brightness to tell them apart, so a white beard over dark skin is taken for skin too."""
 SH_RIDGE = 1e-3
 """Ridge on the band-2 light coefficients, relative to the mean diagonal of the normal equations: the face
 alone sees only half the sphere."""
@@ -390,6 +400,7 @@ def refine_photometric(
     outer_iterations: int = OUTER_ITERATIONS,
     geometry_steps: int = GEOMETRY_STEPS,
     refine_geometry: bool = True,
+    monotone: bool = False,
 ) -> PhotometricFit:
     """Jointly refine pose, identity, expression, SH light and a low-resolution albedo (module docstring).
 
@@ -406,6 +417,8 @@ def refine_photometric(
         outer_iterations: alternations of light, albedo and geometry.
         geometry_steps: Adam steps on pose and shape per alternation.
         refine_geometry: False keeps pose and shape as given (light and albedo only).
+        monotone: a grayscale or sepia photo: the residual's cap rises to the core skin's own spread
+            (:data:`SEED_RESIDUAL_CAP`).
 
     Returns:
         :class:`PhotometricFit`.
@@ -488,6 +501,7 @@ def refine_photometric(
     chroma_ok = None
     candidates = None
     sigma = None
+    core_spread = RESIDUAL_CAP
     n_iter = outer_iterations
     for outer in range(n_iter):
         with torch.no_grad():
@@ -560,7 +574,11 @@ def refine_photometric(
             pred = a_pix * shade
             res = np.sqrt(np.maximum(I, INTENSITY_FLOOR)) - np.sqrt(np.maximum(pred, INTENSITY_FLOOR))
             r_norm = np.linalg.norm(res, axis=1) / math.sqrt(3.0)
-            sigma = min(max(1.4826 * float(np.median(r_norm[seed])), RESIDUAL_FLOOR), RESIDUAL_CAP)
+            spread = max(1.4826 * float(np.median(r_norm[seed])), RESIDUAL_FLOOR)
+            if weights is None and monotone:
+                # The core's own spread: how well light and albedo can explain this photo's skin at all.
+                core_spread = min(spread, SEED_RESIDUAL_CAP)
+            sigma = min(spread, max(RESIDUAL_CAP, core_spread))
             wpix = 1.0 / (1.0 + (r_norm / (CAUCHY_SIGMAS * sigma)) ** 2)
             wpix = np.where(r_norm > OUTLIER_SIGMAS * sigma, 0.0, wpix)
             wts = np.where(seed, wpix, 0.0)

@@ -372,7 +372,13 @@ def estimate_appearance(
 
     t0 = time.perf_counter()
     phot = refine_photometric(
-        model, image_linear, face.landmarks, fit, points, refine_geometry=options.refine_geometry
+        model,
+        image_linear,
+        face.landmarks,
+        fit,
+        points,
+        refine_geometry=options.refine_geometry,
+        monotone=monotone,
     )
     seconds["photometric"] = time.perf_counter() - t0
 
