@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 
+import cv2
 import numpy as np
 import pytest
 
@@ -26,6 +27,7 @@ from facetwin.texture.appearance import (
     _calibrate,
     _fit_chromaticity,
     _plausibility,
+    _take_off_shine,
     estimate_appearance,
     is_monotone,
     occluder_mask,
@@ -420,6 +422,36 @@ def test_remove_specular_known_answer():
     assert np.mean(np.any(diffuse[far] != observed[far], axis=1)) < 0.1
     with pytest.raises(ValueError):
         remove_specular(observed, mask[:10])
+
+
+def test_shine_comes_off_the_face_tile_without_seams(model):
+    """A broad highlight over a brow: it comes off the skin, the brow keeps its colour, and the texture
+    has no step where the brows' (coarse, staircase) region ends: the removal fades in from its edge."""
+    from facetwin.texture.regions import face_regions
+
+    size = 512
+    reg = face_regions(model, size)
+    skin = skin_albedo_linear(0.08, 0.02).astype(np.float32)
+    tex = np.broadcast_to(skin, (size, size, 3)).copy()
+    rows, cols = np.nonzero(reg.brows)
+    cy, cx = rows.mean(), cols[cols < size // 2].mean()  # the brow on the tile's left half
+    yy, xx = np.mgrid[0:size, 0:size]
+    shine = (0.3 * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * (0.06 * size) ** 2))).astype(np.float32)
+    observed = tex + shine[..., None]
+    conf = np.ones((size, size), np.float32)
+    out, conf_out, amount = _take_off_shine(observed, conf, reg)
+    far = ~cv2.dilate(reg.features.astype(np.uint8), np.ones((25, 25), np.uint8)).astype(bool)
+    peak = (shine > 0.15) & far
+    assert peak.sum() > 100 and amount > 0.0
+    assert np.abs(out[peak] - tex[peak]).mean() < 0.3 * shine[peak].mean()
+    np.testing.assert_array_equal(out[reg.brows], observed[reg.brows])
+    assert np.all(conf_out <= 1.0) and conf_out[peak].mean() < 1.0
+    # A hard edge would step by the whole shine at the brow's edge; the fade spreads it over ~9 texels.
+    edge = cv2.dilate(reg.brows.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool) & ~reg.brows
+    hard_step = float(shine[edge].max())
+    lum = out.mean(axis=2)
+    step = max(float(np.abs(np.diff(lum, axis=0)).max()), float(np.abs(np.diff(lum, axis=1)).max()))
+    assert step < 0.2 * hard_step, (step, hard_step)
 
 
 def test_face_regions(model):

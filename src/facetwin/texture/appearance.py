@@ -151,6 +151,11 @@ it is seen at grazing angles at best and settles to the skin tone; its detail is
 SHINE_CONFIDENCE = 1.0
 """A texel whose removed shine is this multiple of its diffuse brightness has lost all confidence."""
 MIN_CHEEK_TEXELS = 50
+REGION_BLEND_UV = 0.006
+"""Standard deviation (a fraction of the tile, about 1.2 mm on the face) over which the eyes' and features'
+exemptions from :func:`_plausibility` and from the shine removal fade into the skin's treatment: the
+regions are drawn coarse (:data:`facetwin.texture.regions.DRAW_MAX_SIZE`), and a hard edge of a treatment
+is a seam in the texture."""
 CHROMA_PLAUSIBLE = 0.25
 CHROMA_IMPLAUSIBLE = 0.45
 """Log-chromaticity distance from the skin tone (norm over the zero-mean log channels) at which a texel's
@@ -347,7 +352,7 @@ def estimate_appearance(
     from facetwin.frames import linear_to_srgb, srgb_to_linear
     from facetwin.render.shade import vertex_normals
     from facetwin.texture.complete import complete_texture, pad_texture
-    from facetwin.texture.delight import remove_specular, render_textured, visibility_ratio
+    from facetwin.texture.delight import render_textured, visibility_ratio
     from facetwin.texture.regions import face_regions
     from facetwin.texture.uvmap import MAX_SIZE, mirror_texels, uv_raster
 
@@ -492,13 +497,9 @@ def estimate_appearance(
     t0 = time.perf_counter()
     spec_amount = 0.0
     if options.remove_shine and not monotone:
-        treat = (face_tile.confidence > 0.0) & ~reg.eyes & ~reg.lips & ~reg.brows
-        diffuse, spec = remove_specular(face_tile.albedo, treat)
-        face_tile.albedo = diffuse
-        # Under strong shine the diffuse colour is a guess: let the completion weigh it down.
-        lum = np.maximum(np.nan_to_num(diffuse).mean(axis=2), 1e-6)
-        face_tile.confidence *= np.clip(1.0 - spec / (SHINE_CONFIDENCE * lum), 0.0, 1.0)
-        spec_amount = float(spec[treat].mean()) if treat.any() else 0.0
+        face_tile.albedo, face_tile.confidence, spec_amount = _take_off_shine(
+            face_tile.albedo, face_tile.confidence, reg
+        )
     seconds["shine"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -507,12 +508,18 @@ def estimate_appearance(
     # Colours far from the skin's chromaticity (a green fringe at a grazing silhouette, paint the
     # outlier test missed) are not taken as skin outside the features, nor anything far brighter than the
     # skin outside the eyes (lit background at the end of a brow).
+    # The exemptions fade in over REGION_BLEND_UV: a hard region edge would be a hard edge of what is kept,
+    # a seam in the completed texture (a fringe of hair kept inside a brow's region, not above it).
+    blend = REGION_BLEND_UV * size
+    eyes_w = cv2.GaussianBlur(reg.eyes.astype(np.float32), (0, 0), blend)
+    features_w = np.maximum(cv2.GaussianBlur(reg.features.astype(np.float32), (0, 0), blend), eyes_w)
     for t in tiles.values():
         chroma, bright = _plausibility(t.albedo, tone)
         plausible = chroma * bright
         if t is face_tile:
-            plausible = np.where(reg.eyes, 1.0, np.where(reg.features, bright, plausible))
-        t.confidence = t.confidence * plausible.astype(np.float32)
+            feature = (1.0 - eyes_w) * bright + eyes_w * (bright > 0)
+            plausible = features_w * feature + (1.0 - features_w) * plausible
+        t.confidence = t.confidence * np.clip(plausible, 0.0, 1.0).astype(np.float32)
     out = {}
     for tile, t in tiles.items():
         s = t.raster.size
@@ -1224,6 +1231,38 @@ def _exposure_albedo(image_linear: np.ndarray, cheek_raw: np.ndarray) -> tuple[f
     raw = raw[np.isfinite(raw)]
     level = float(np.median(raw)) if raw.size else white
     return WHITE_ALBEDO * level / white, white
+
+
+def _take_off_shine(albedo: np.ndarray, confidence: np.ndarray, reg) -> tuple[np.ndarray, np.ndarray, float]:
+    """The face tile without its shine (:func:`facetwin.texture.delight.remove_specular`) on the skin.
+
+    The eyes, lips and brows keep theirs (their colour is not the skin's, the dichromatic split would take
+    it for shine), and the removal fades to nothing at their edges over ``3 REGION_BLEND_UV``: the regions
+    are drawn coarse, and a hard edge of the treatment is a staircase seam in the texture.
+
+    Args:
+        albedo: (S, S, 3) delighted, white-balanced face tile (NaN where unseen).
+        confidence: (S, S) its confidence.
+        reg: the tile's :class:`facetwin.texture.regions.FaceRegions`.
+
+    Returns:
+        (albedo, confidence, mean shine taken off the treated texels). Under strong shine the diffuse
+        colour is a guess, so the confidence falls with the shine's share (:data:`SHINE_CONFIDENCE`).
+    """
+    import cv2
+
+    from facetwin.texture.delight import remove_specular
+
+    size = albedo.shape[0]
+    skin_only = ~reg.eyes & ~reg.lips & ~reg.brows
+    treat = (confidence > 0.0) & skin_only
+    _, spec = remove_specular(albedo, treat)
+    inside = cv2.distanceTransform(skin_only.astype(np.uint8), cv2.DIST_L2, 5)
+    spec *= _smoothstep(inside, 0.0, 3.0 * REGION_BLEND_UV * size).astype(np.float32)
+    out = albedo - spec[..., None]
+    lum = np.maximum(np.nan_to_num(out).mean(axis=2), 1e-6)
+    conf = confidence * np.clip(1.0 - spec / (SHINE_CONFIDENCE * lum), 0.0, 1.0)
+    return out, conf.astype(np.float32), float(spec[treat].mean()) if treat.any() else 0.0
 
 
 def _plausibility(albedo: np.ndarray, tone: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
