@@ -510,9 +510,8 @@ def estimate_appearance(
     # skin outside the eyes (lit background at the end of a brow).
     # The exemptions fade in over REGION_BLEND_UV: a hard region edge would be a hard edge of what is kept,
     # a seam in the completed texture (a fringe of hair kept inside a brow's region, not above it).
-    blend = REGION_BLEND_UV * size
-    eyes_w = cv2.GaussianBlur(reg.eyes.astype(np.float32), (0, 0), blend)
-    features_w = np.maximum(cv2.GaussianBlur(reg.features.astype(np.float32), (0, 0), blend), eyes_w)
+    eyes_w = _blurred(reg.eyes, REGION_BLEND_UV)
+    features_w = np.maximum(_blurred(reg.features, REGION_BLEND_UV), eyes_w)
     for t in tiles.values():
         chroma, bright = _plausibility(t.albedo, tone)
         plausible = chroma * bright
@@ -1231,6 +1230,25 @@ def _exposure_albedo(image_linear: np.ndarray, cheek_raw: np.ndarray) -> tuple[f
     raw = raw[np.isfinite(raw)]
     level = float(np.median(raw)) if raw.size else white
     return WHITE_ALBEDO * level / white, white
+
+
+def _blurred(mask: np.ndarray, sigma_uv: float) -> np.ndarray:
+    """(S, S) float32 Gaussian blur of a bool tile mask, ``sigma_uv`` a fraction of the tile.
+
+    Computed at most at :data:`facetwin.texture.regions.DRAW_MAX_SIZE` and enlarged (bilinear): the blur is
+    smooth at that scale, and on a 4096 tile it would take seconds.
+    """
+    import cv2
+
+    from facetwin.texture.regions import DRAW_MAX_SIZE
+
+    size = mask.shape[0]
+    small = min(size, DRAW_MAX_SIZE)
+    m = cv2.resize(mask.astype(np.float32), (small, small), interpolation=cv2.INTER_AREA)
+    m = cv2.GaussianBlur(m, (0, 0), sigma_uv * small)
+    if small == size:
+        return m
+    return cv2.resize(m, (size, size), interpolation=cv2.INTER_LINEAR)
 
 
 def _take_off_shine(albedo: np.ndarray, confidence: np.ndarray, reg) -> tuple[np.ndarray, np.ndarray, float]:
