@@ -122,15 +122,17 @@ OCCLUDER_MIN_AREA = 0.004
 """Outlier blobs smaller than this fraction of the face's area (about 1 cm^2) are marks on the skin (moles,
 pores, specks of shine) and stay in the texture; larger ones, or any that reach the edge of the face oval,
 are occluders (hair, hands, glasses, beard) and are left out."""
-FEATURE_MARGIN_FACE = 0.03
+FEATURE_MARGIN_FACE = 0.045
 """Distance from the eyes, brows, lips and nostrils (a fraction of the face size) within which outliers are
-the feature's own margin (brow hairs beyond the model's brow region, lashes and lid shadows, the shade of a
-nostril), and the most a margin is thick. See :data:`FEATURE_MARGIN_SHARE`."""
+the feature's own margin: brow hairs beyond the model's brow region, lashes, lid shadows and eye bags, the
+shade of a nostril. See :data:`FEATURE_MARGIN_SHARE`."""
+FEATURE_MARGIN_THICKNESS = 0.06
+"""The most a feature's margin is thick, a fraction of the face size (a strand of hair is thicker)."""
 FEATURE_MARGIN_SHARE = 0.75
-"""An enclosed outlier blob no thicker than :data:`FEATURE_MARGIN_FACE`, with at least this share of its
-pixels within that distance of a feature, is the feature's margin, however long, and not an occluder: a band
-along a brow and another under the eye would otherwise be taken for a frame, and the whole eye between them
-hidden."""
+"""An enclosed outlier blob no thicker than :data:`FEATURE_MARGIN_THICKNESS`, with at least this share of
+its pixels within :data:`FEATURE_MARGIN_FACE` of a feature, is the feature's margin, however long, and not
+an occluder: a band along a brow and another under the eye would otherwise be taken for a frame, and the
+whole eye between them hidden."""
 OCCLUDER_INTO_FEATURES = 0.05
 """How far (fraction of the face size, about 7 mm) an occluder is followed into a neighbouring feature."""
 OCCLUDER_DILATE = 0.025
@@ -310,7 +312,7 @@ def occluder_mask(
         # A margin is thin; a strand of hair or a frame along a brow is as close to it, but thicker.
         inside = cv2.distanceTransform(outlier.astype(np.uint8), cv2.DIST_L2, 3)
         thickness = 2.0 * np.asarray(maximum(inside, labels, np.arange(n)))
-        big &= (share < FEATURE_MARGIN_SHARE) | (thickness > 2 * r)
+        big &= (share < FEATURE_MARGIN_SHARE) | (thickness > FEATURE_MARGIN_THICKNESS * math.sqrt(face_area_px))
     keep = big | touches
     keep[0] = False
     # What an occluder encloses (an eye inside a sunglass lens, lips inside a beard) is hidden too: those
