@@ -202,7 +202,12 @@ def test_grayscale_photo_gives_gray_albedo(model, points, world):
             img[:64, :96] = linear_to_srgb(np.float32(WHITE_ALBEDO * irradiance))
         photo = replace(scene.photo, image_srgb=img, grayscale=True)
         app = estimate_appearance(
-            model, photo, scene.face, fit_face(model, points, scene.photo, scene.face), points=points, texture_size=SIZE
+            model,
+            photo,
+            scene.face,
+            fit_face(model, points, scene.photo, scene.face),
+            points=points,
+            texture_size=SIZE,
         )
         assert app.monotone
         a = app.albedo_uv_linear
@@ -213,7 +218,9 @@ def test_grayscale_photo_gives_gray_albedo(model, points, world):
         true_gray = tiles[0][seen] @ np.array([0.2126, 0.7152, 0.0722])
         ratios[card] = float(np.median(a[seen][:, 0] / true_gray))
         assert np.median(a[seen][:, 0]) < 0.9  # never washed out
-        print(f"\nwhite card {card}: gray albedo / true luminance {ratios[card]:.3f}, {app.metrics['white_balance']}")
+        print(
+            f"\nwhite card {card}: gray albedo / true luminance {ratios[card]:.3f}, {app.metrics['white_balance']}"
+        )
     assert 0.8 < ratios[True] < 1.25, ratios
     # Without a white the exposure guess is the face's own highlight, far too bright (x2.5); the whites of the
     # eyes (about 80 pixels here) bring it most of the way back.
@@ -269,7 +276,9 @@ def test_plausibility_known_answers():
     (lit background, a highlight left over), green ones and missing ones are not."""
     tone = np.asarray(skin_albedo_linear(0.1, 0.02), np.float32)
     green = np.array([0.1, 0.3, 0.1], np.float32)
-    texels = np.stack([tone, 0.3 * tone, 1.4 * tone, 2.5 * tone, green, np.full(3, np.nan)])[None].astype(np.float32)
+    texels = np.stack([tone, 0.3 * tone, 1.4 * tone, 2.5 * tone, green, np.full(3, np.nan)])[None].astype(
+        np.float32
+    )
     chroma, bright = _plausibility(texels, tone)
     np.testing.assert_allclose(chroma[0], [1, 1, 1, 1, 0, 0], atol=1e-6)
     np.testing.assert_allclose(bright[0, [0, 1, 2, 3, 5]], [1, 1, 1, 0, 0], atol=1e-6)
@@ -350,6 +359,24 @@ def test_real_photo_albedo(model, points, photos_dir, name):
     assert inside.all(), f"{(~inside).sum()} texels with colour outside the face oval"
     assert app.metrics["rerender"]["psnr_db"] > 25.0, app.metrics["rerender"]
     assert app.metrics["photometric"]["psnr_db"] > 22.0, app.metrics["photometric"]
+
+
+def test_warm_stage_light_is_taken_from_the_eyes(model, points, photos_dir):
+    """laos.jpg: light skin under warm stage light, eyes open. The whites of the eyes read orange (a light of
+    about 4000 K, on the blackbody locus), so the warm cast is put down to the light, not to melanin: the
+    skin stays light (ITA -13 deg, "brown", when the eyes were only trusted near neutral)."""
+    from facetwin.detect import detect_faces
+    from facetwin.io import read_photo
+
+    photo = read_photo(photos_dir / "laos.jpg")
+    face = detect_faces(photo.image_srgb).faces[0]
+    app = estimate_appearance(
+        model, photo, face, fit_face(model, points, photo, face), points=points, texture_size=SIZE
+    )
+    wb = app.metrics["white_balance"]
+    assert wb["sclera_trust"] > 0.5, wb
+    assert wb["light_cast_log"][0] - wb["light_cast_log"][2] > 0.5, wb  # warm: red up, blue down
+    assert app.skin["ita_deg"] > 30.0, app.skin
 
 
 # --- delight and region helpers --------------------------------------------------------------------------
