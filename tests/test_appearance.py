@@ -24,7 +24,6 @@ from facetwin.pipeline import fit_face
 from facetwin.texture.appearance import (
     SCLERA_ALBEDO_LINEAR,
     WHITE_ALBEDO,
-    _blurred,
     _calibrate,
     _fit_chromaticity,
     _plausibility,
@@ -480,18 +479,6 @@ def test_shine_comes_off_the_face_tile_without_seams(model):
     lum = out.mean(axis=2)
     step = max(float(np.abs(np.diff(lum, axis=0)).max()), float(np.abs(np.diff(lum, axis=1)).max()))
     assert step < 0.2 * hard_step, (step, hard_step)
-
-
-def test_blurred_mask_matches_a_full_size_blur(model):
-    """The coarse-then-enlarged blur of a region agrees with the slow full-size blur (the reference)."""
-    from facetwin.texture.regions import face_regions
-
-    for size in (256, 2048):
-        mask = face_regions(model, size).features
-        fast = _blurred(mask, 0.006)
-        slow = cv2.GaussianBlur(mask.astype(np.float32), (0, 0), 0.006 * size)
-        assert fast.shape == (size, size) and fast.dtype == np.float32
-        np.testing.assert_allclose(fast, slow, atol=0.01 if size > 512 else 1e-6)
 
 
 def test_face_regions(model):

@@ -153,11 +153,10 @@ it is seen at grazing angles at best and settles to the skin tone; its detail is
 SHINE_CONFIDENCE = 1.0
 """A texel whose removed shine is this multiple of its diffuse brightness has lost all confidence."""
 MIN_CHEEK_TEXELS = 50
-REGION_BLEND_UV = 0.006
-"""Standard deviation (a fraction of the tile, about 1.2 mm on the face) over which the eyes' and features'
-exemptions from :func:`_plausibility` and from the shine removal fade into the skin's treatment: the
-regions are drawn coarse (:data:`facetwin.texture.regions.DRAW_MAX_SIZE`), and a hard edge of a treatment
-is a seam in the texture."""
+SHINE_FADE_UV = 0.018
+"""Distance from the eyes, lips and brows (a fraction of the tile, about 3.5 mm on the face) over which the
+shine removal fades in: the regions are drawn coarse (:data:`facetwin.texture.regions.DRAW_MAX_SIZE`), and
+a hard edge of the treatment is a staircase seam in the texture."""
 CHROMA_PLAUSIBLE = 0.25
 CHROMA_IMPLAUSIBLE = 0.45
 """Log-chromaticity distance from the skin tone (norm over the zero-mean log channels) at which a texel's
@@ -510,17 +509,12 @@ def estimate_appearance(
     # Colours far from the skin's chromaticity (a green fringe at a grazing silhouette, paint the
     # outlier test missed) are not taken as skin outside the features, nor anything far brighter than the
     # skin outside the eyes (lit background at the end of a brow).
-    # The exemptions fade in over REGION_BLEND_UV: a hard region edge would be a hard edge of what is kept,
-    # a seam in the completed texture (a fringe of hair kept inside a brow's region, not above it).
-    eyes_w = _blurred(reg.eyes, REGION_BLEND_UV)
-    features_w = np.maximum(_blurred(reg.features, REGION_BLEND_UV), eyes_w)
     for t in tiles.values():
         chroma, bright = _plausibility(t.albedo, tone)
         plausible = chroma * bright
         if t is face_tile:
-            feature = (1.0 - eyes_w) * bright + eyes_w * (bright > 0)
-            plausible = features_w * feature + (1.0 - features_w) * plausible
-        t.confidence = t.confidence * np.clip(plausible, 0.0, 1.0).astype(np.float32)
+            plausible = np.where(reg.eyes, 1.0, np.where(reg.features, bright, plausible))
+        t.confidence = t.confidence * plausible.astype(np.float32)
     out = {}
     for tile, t in tiles.items():
         s = t.raster.size
@@ -926,103 +920,79 @@ def _unwrap(model, uvr, verts, normals, ratio_v, sh, cam, image_linear, capture,
     )
 
 
-def _opening_samples(
-    model, verts, normals, cam, image_linear, poly, materials, sh, ratio_v, occl_soft, view, keep=None
-) -> np.ndarray:
-    """Delighted colours of a material of the head model seen through one of the face's openings.
-
-    Pixels: where the rendered mesh shows one of ``materials`` inside the detector's contour ``poly`` (eroded
-    by a pixel), away from occluders (:func:`occluder_mask`) and where ``keep`` allows; each is divided by the
-    shading of the fitted light on the mesh's normal there.
-
-    Args:
-        poly: (P, 2) the opening's contour, photo pixels.
-        materials: names of the material groups to sample (``M_ScleraLeft``, ``M_Teeth``, ...).
-        keep: None, or ``keep(x, y) -> (h, w) bool`` of the photo pixel centres ``x``, ``y``.
-
-    Returns:
-        (N, 3) linear albedo in the light's units.
-    """
-    import cv2
-
-    from facetwin.render.raster import rasterize
-    from facetwin.texture.delight import occluding_faces, shading_linear
-
-    ids = [model.material_names.index(n) for n in materials if n in model.material_names]
-    occ = occluding_faces(model)
-    H, W = image_linear.shape[:2]
-    lo = np.maximum(np.floor(poly.min(axis=0)) - 2, 0)
-    hi = np.minimum(np.ceil(poly.max(axis=0)) + 2, [W, H])
-    if np.any(hi - lo < 3):
-        return np.zeros((0, 3))
-    w, h = int(hi[0] - lo[0]), int(hi[1] - lo[1])
-    K = cam.K.copy()
-    K[0, 2] -= lo[0]
-    K[1, 2] -= lo[1]
-    raster = rasterize(cam.to_camera(verts), model.faces[occ], K, h, w)
-    mask = np.zeros((h, w), np.uint8)
-    cv2.fillPoly(mask, [np.round((poly - lo - 0.5) * 256).astype(np.int32)], 1, shift=8)
-    mask = cv2.erode(mask, np.ones((3, 3), np.uint8)).astype(bool)
-    yy, xx = np.mgrid[0:h, 0:w] + 0.5
-    xx, yy = xx + lo[0], yy + lo[1]
-    if keep is not None:
-        mask &= keep(xx, yy)
-    tri = raster.tri_id
-    on = tri >= 0
-    mat = np.full((h, w), -1)
-    mat[on] = model.face_material[occ[tri[on]]]
-    hidden = (
-        cv2.remap(
-            occl_soft,
-            ((xx - view.origin_px[0]) * view.scale - 0.5).astype(np.float32),
-            ((yy - view.origin_px[1]) * view.scale - 0.5).astype(np.float32),
-            cv2.INTER_LINEAR,
-            borderMode=cv2.BORDER_REPLICATE,
-        )
-        > 0.5
-    )
-    sel = mask & np.isin(mat, ids) & ~hidden
-    if not sel.any():
-        return np.zeros((0, 3))
-    t = occ[tri[sel]]
-    b = raster.bary[sel]
-    n = np.einsum("nk,nkd->nd", b, normals[model.faces[t]])
-    n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
-    rr = np.einsum("nk,nkd->nd", b, ratio_v[model.faces[t]])
-    shade = shading_linear(n, rr, sh)
-    pix = image_linear[int(lo[1]) : int(lo[1]) + h, int(lo[0]) : int(lo[0]) + w][sel]
-    ok = shade.min(axis=1) > 1e-4
-    a = pix[ok] / shade[ok]
-    return a[np.all(np.isfinite(a), axis=1) & (a.min(axis=1) > 0)]
-
-
 def _sclera_samples(
     model, verts, normals, cam, image_linear, landmarks, sh, ratio_v, occl_soft, view
 ) -> list:
-    """Delighted colours of the visible sclera of each eye (:func:`_opening_samples`), away from the iris.
+    """Delighted colours of the visible sclera of each eye.
+
+    Sclera pixels: the sclera meshes' pixels inside the detector's eye contour, away from the iris and from
+    occluders (:func:`occluder_mask`).
 
     Returns:
         one ``(polygon (P, 2) photo pixels, samples (N, 3) linear albedo in the light's units)`` per eye.
     """
+    import cv2
     from mediapipe.python.solutions.face_mesh_connections import FACEMESH_LEFT_EYE, FACEMESH_RIGHT_EYE
 
     from facetwin.fit.photometric import _loop
+    from facetwin.render.raster import rasterize
+    from facetwin.texture.delight import occluding_faces, shading_linear
 
     lm = np.asarray(landmarks, np.float64)[:, :2]
+    names = ("M_ScleraLeft", "M_ScleraRight")
+    sclera_ids = [model.material_names.index(n) for n in names if n in model.material_names]
     eyes = []
+    occ = occluding_faces(model)
+    H, W = image_linear.shape[:2]
     for loop_edges, iris in ((FACEMESH_LEFT_EYE, 473), (FACEMESH_RIGHT_EYE, 468)):
         poly = lm[_loop(loop_edges)]
+        lo = np.maximum(np.floor(poly.min(axis=0)) - 2, 0)
+        hi = np.minimum(np.ceil(poly.max(axis=0)) + 2, [W, H])
+        if np.any(hi - lo < 3):
+            eyes.append((poly, np.zeros((0, 3))))
+            continue
+        w, h = int(hi[0] - lo[0]), int(hi[1] - lo[1])
+        K = cam.K.copy()
+        K[0, 2] -= lo[0]
+        K[1, 2] -= lo[1]
+        raster = rasterize(cam.to_camera(verts), model.faces[occ], K, h, w)
+        mask = np.zeros((h, w), np.uint8)
+        cv2.fillPoly(mask, [np.round((poly - lo - 0.5) * 256).astype(np.int32)], 1, shift=8)
+        mask = cv2.erode(mask, np.ones((3, 3), np.uint8)).astype(bool)
+        yy, xx = np.mgrid[0:h, 0:w] + 0.5
         centre = lm[iris]
         radius = float(np.linalg.norm(lm[iris + 1 : iris + 5] - centre, axis=1).mean())
-
-        def far_from_iris(x, y, centre=centre, radius=radius):
-            return np.hypot(x - centre[0], y - centre[1]) > IRIS_EXCLUDE * radius
-
-        samples = _opening_samples(
-            model, verts, normals, cam, image_linear, poly, ("M_ScleraLeft", "M_ScleraRight"), sh, ratio_v,
-            occl_soft, view, keep=far_from_iris,
+        far = np.hypot(xx + lo[0] - centre[0], yy + lo[1] - centre[1]) > IRIS_EXCLUDE * radius
+        tri = raster.tri_id
+        on = tri >= 0
+        mat = np.full((h, w), -1)
+        mat[on] = model.face_material[occ[tri[on]]]
+        wx = (xx + lo[0] - view.origin_px[0]) * view.scale - 0.5
+        wy = (yy + lo[1] - view.origin_px[1]) * view.scale - 0.5
+        hidden = (
+            cv2.remap(
+                occl_soft,
+                wx.astype(np.float32),
+                wy.astype(np.float32),
+                cv2.INTER_LINEAR,
+                borderMode=cv2.BORDER_REPLICATE,
+            )
+            > 0.5
         )
-        eyes.append((poly, samples))
+        sel = mask & far & np.isin(mat, sclera_ids) & ~hidden
+        if not sel.any():
+            eyes.append((poly, np.zeros((0, 3))))
+            continue
+        t = occ[tri[sel]]
+        b = raster.bary[sel]
+        n = np.einsum("nk,nkd->nd", b, normals[model.faces[t]])
+        n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
+        rr = np.einsum("nk,nkd->nd", b, ratio_v[model.faces[t]])
+        shade = shading_linear(n, rr, sh)
+        pix = image_linear[int(lo[1]) : int(lo[1]) + h, int(lo[0]) : int(lo[0]) + w][sel]
+        ok = shade.min(axis=1) > 1e-4
+        a = pix[ok] / shade[ok]
+        eyes.append((poly, a[np.all(np.isfinite(a), axis=1) & (a.min(axis=1) > 0)]))
     return eyes
 
 
@@ -1234,31 +1204,11 @@ def _exposure_albedo(image_linear: np.ndarray, cheek_raw: np.ndarray) -> tuple[f
     return WHITE_ALBEDO * level / white, white
 
 
-def _blurred(mask: np.ndarray, sigma_uv: float) -> np.ndarray:
-    """(S, S) float32 Gaussian blur of a bool tile mask, ``sigma_uv`` a fraction of the tile.
-
-    Computed at most at :data:`facetwin.texture.regions.DRAW_MAX_SIZE` and enlarged (bilinear): the blur is
-    smooth at that scale, and on a 4096 tile it would take seconds.
-    """
-    import cv2
-
-    from facetwin.texture.regions import DRAW_MAX_SIZE
-
-    size = mask.shape[0]
-    small = min(size, DRAW_MAX_SIZE)
-    m = cv2.resize(mask.astype(np.float32), (small, small), interpolation=cv2.INTER_AREA)
-    m = cv2.GaussianBlur(m, (0, 0), sigma_uv * small)
-    if small == size:
-        return m
-    return cv2.resize(m, (size, size), interpolation=cv2.INTER_LINEAR)
-
-
 def _take_off_shine(albedo: np.ndarray, confidence: np.ndarray, reg) -> tuple[np.ndarray, np.ndarray, float]:
     """The face tile without its shine (:func:`facetwin.texture.delight.remove_specular`) on the skin.
 
     The eyes, lips and brows keep theirs (their colour is not the skin's, the dichromatic split would take
-    it for shine), and the removal fades to nothing at their edges over ``3 REGION_BLEND_UV``: the regions
-    are drawn coarse, and a hard edge of the treatment is a staircase seam in the texture.
+    it for shine), and the removal fades to nothing at their edges (:data:`SHINE_FADE_UV`).
 
     Args:
         albedo: (S, S, 3) delighted, white-balanced face tile (NaN where unseen).
@@ -1278,7 +1228,7 @@ def _take_off_shine(albedo: np.ndarray, confidence: np.ndarray, reg) -> tuple[np
     treat = (confidence > 0.0) & skin_only
     _, spec = remove_specular(albedo, treat)
     inside = cv2.distanceTransform(skin_only.astype(np.uint8), cv2.DIST_L2, 5)
-    spec *= _smoothstep(inside, 0.0, 3.0 * REGION_BLEND_UV * size).astype(np.float32)
+    spec *= _smoothstep(inside, 0.0, SHINE_FADE_UV * size).astype(np.float32)
     out = albedo - spec[..., None]
     lum = np.maximum(np.nan_to_num(out).mean(axis=2), 1e-6)
     conf = confidence * np.clip(1.0 - spec / (SHINE_CONFIDENCE * lum), 0.0, 1.0)
