@@ -418,22 +418,46 @@ def complete_texture(
 
 
 def pad_texture(texture_linear: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Give every texel off the surface the colour of its nearest valid texel (a gutter for mipmaps).
+    """Fill every texel off the surface smoothly from the valid texels around it (a gutter for mipmaps).
+
+    Push-pull: the valid texels are averaged down a pyramid of 2x2 blocks (each block weighted by how many
+    valid texels it holds) until every block has one, and the coarse averages are enlarged bilinearly back
+    into the gaps. A gap between two differently coloured borders (the slit between the lips) shades from
+    one to the other instead of meeting in a line; next to a border the gutter has the border's colour.
 
     Args:
         texture_linear: (S, S, C) texture.
         valid: (S, S) bool texels on the surface; at least one.
 
     Returns:
-        (S, S, C) copy with the invalid texels filled.
+        (S, S, C) float32 copy, the valid texels unchanged, the others filled.
     """
-    from scipy.ndimage import distance_transform_edt
-
-    tex = np.asarray(texture_linear)
+    tex = np.asarray(texture_linear, np.float32)
     ok = np.asarray(valid, bool)
     if tex.ndim != 3 or ok.shape != tex.shape[:2]:
         raise ValueError(f"texture_linear (S, S, C) and valid (S, S) disagree: {tex.shape}, {ok.shape}")
     if not ok.any():
         raise ValueError("valid: no texel on the surface")
-    nearest = distance_transform_edt(~ok, return_distances=False, return_indices=True)
-    return tex[nearest[0], nearest[1]]
+    return _push_pull(np.where(ok[..., None], tex, 0.0), ok.astype(np.float32))
+
+
+def _push_pull(tex: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """One level of :func:`pad_texture`: (H, W, C) colours, known where the (H, W) ``weight`` is above 0;
+    fills the zero-weight texels of ``tex`` in place from the next coarser level and returns it."""
+    import cv2
+
+    hole = weight <= 0
+    if not hole.any():
+        return tex
+    h, w = weight.shape
+    pad = ((0, h % 2), (0, w % 2))
+    wt = np.pad(weight, pad)
+    sums = np.pad(tex * weight[..., None], pad + ((0, 0),))
+    half = (wt.shape[1] // 2, wt.shape[0] // 2)
+    # INTER_AREA at exactly half size is the mean of each 2x2 block.
+    w2 = cv2.resize(wt, half, interpolation=cv2.INTER_AREA)
+    s2 = cv2.resize(sums, half, interpolation=cv2.INTER_AREA).reshape(half[1], half[0], -1)
+    coarse = _push_pull(s2 / np.maximum(w2, 1e-30)[..., None], w2)
+    up = cv2.resize(coarse, (wt.shape[1], wt.shape[0]), interpolation=cv2.INTER_LINEAR)
+    tex[hole] = up.reshape(wt.shape[0], wt.shape[1], -1)[:h, :w][hole]
+    return tex
