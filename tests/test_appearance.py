@@ -31,6 +31,7 @@ from facetwin.texture.appearance import (
     estimate_appearance,
     is_monotone,
     occluder_mask,
+    shine_like,
     render_appearance_overlay,
 )
 from facetwin.texture.regions import face_regions
@@ -244,7 +245,7 @@ def test_occluder_mask_keeps_marks_and_drops_occluders():
     outlier[40:42, 40:42] = True  # a mole: small, enclosed
     outlier[10:20, 30:70] = True  # hair from the top edge of the oval
     outlier[60:80, 20:45] = True  # a hand: large
-    occl = occluder_mask(outlier, oval, oval, face_area_px=80.0 * 80.0)
+    occl = occluder_mask(outlier, oval, face_area_px=80.0 * 80.0)
     assert not occl[40:42, 40:42].any()
     assert occl[10:20, 30:70].all() and occl[60:80, 20:45].all()
 
@@ -261,13 +262,49 @@ def test_occluder_mask_keeps_the_margins_of_features():
     outlier = np.zeros((h, w), bool)
     outlier[56:60, 50:150] = True  # brow hairs above the brow, 4 px thick: 400 px > OCCLUDER_MIN_AREA
     outlier[90:93, 70:130] = True  # lid shadow under the eye
-    occl = occluder_mask(outlier, oval, oval, face_area_px=180.0 * 180.0, feature=feature)
+    occl = occluder_mask(outlier, oval, face_area_px=180.0 * 180.0, feature=feature)
     assert not occl.any()
-    assert occluder_mask(outlier, oval, oval, face_area_px=180.0 * 180.0)[56:60, 50:150].all()  # no features
+    assert occluder_mask(outlier, oval, face_area_px=180.0 * 180.0)[56:60, 50:150].all()  # no features
     strand = outlier.copy()
     strand[30:60, 40:160] = True  # 30 px thick, along the brow
-    occl = occluder_mask(strand, oval, oval, face_area_px=180.0 * 180.0, feature=feature)
+    occl = occluder_mask(strand, oval, face_area_px=180.0 * 180.0, feature=feature)
     assert occl[30:60, 40:160].all() and not occl[90:93, 70:130].any()
+
+
+def test_shine_like_known_answers():
+    """Skin plus white light (a highlight, on light or dark skin) is shine; the same skin darker (hair, a
+    shadow), orange or blue paint, and plain brighter skin of the same colour are not."""
+    for tone in (skin_albedo_linear(0.03, 0.02), skin_albedo_linear(0.3, 0.02)):
+        skin = np.asarray(tone, np.float32) * 0.5
+        cases = {
+            "highlight": (skin + 0.3 * skin.mean(), True),
+            "strong highlight": (skin + 2.0 * skin.mean(), True),
+            "hair": (0.2 * skin * np.array([1.0, 0.9, 0.8]), False),
+            "orange paint": (1.5 * skin * np.array([1.3, 0.9, 0.6]), False),
+            "blue paint": (skin * np.array([0.3, 0.8, 2.0]), False),
+            "brighter skin": (2.0 * skin, False),
+        }
+        obs = np.stack([c for c, _ in cases.values()])[None].astype(np.float32)
+        ren = np.broadcast_to(skin, obs.shape).astype(np.float32)
+        got = shine_like(obs, ren, np.ones(obs.shape[:2], bool))[0]
+        assert dict(zip(cases, got.tolist())) == {k: v for k, (_, v) in cases.items()}
+
+
+def test_occluder_mask_keeps_highlights():
+    """A large highlight inside the face (a shiny nose) is skin; the same blob reaching the oval's edge is
+    not (lit background beside the face)."""
+    h = w = 100
+    oval = np.zeros((h, w), bool)
+    oval[10:90, 10:90] = True
+    outlier = np.zeros((h, w), bool)
+    outlier[40:60, 40:55] = True
+    shine = outlier.copy()
+    shine[40:45, 40:55] = False  # a quarter of it is not shine-like
+    assert not occluder_mask(outlier, oval, 80.0 * 80.0, shine=shine).any()
+    assert occluder_mask(outlier, oval, 80.0 * 80.0)[40:60, 40:55].all()
+    edge = np.zeros((h, w), bool)
+    edge[10:30, 40:55] = True
+    assert occluder_mask(edge, oval, 80.0 * 80.0, shine=edge)[10:30, 40:55].all()
 
 
 def test_plausibility_known_answers():

@@ -133,6 +133,15 @@ FEATURE_MARGIN_SHARE = 0.75
 its pixels within :data:`FEATURE_MARGIN_FACE` of a feature, is the feature's margin, however long, and not
 an occluder: a band along a brow and another under the eye would otherwise be taken for a frame, and the
 whole eye between them hidden."""
+SHINE_MIN_GAIN = 1.25
+SHINE_DESATURATION = (0.1, 0.9)
+SHINE_OFF_AXIS = 0.12
+"""Shine-like pixels (:func:`shine_like`): at least this much brighter than the fitted diffuse skin, having
+lost this range of the skin's chromaticity (a highlight on dark skin is nearly white: up to 0.9), and
+within this natural-log distance of the skin-plus-white line."""
+SHINE_BLOB_SHARE = 0.5
+"""An outlier blob with at least this share of shine-like pixels is a highlight, not an occluder (luciano's
+nose tip: 0.62; paint and lit background at most 0.47 among the shared photos)."""
 OCCLUDER_INTO_FEATURES = 0.05
 """How far (fraction of the face size, about 7 mm) an occluder is followed into a neighbouring feature."""
 OCCLUDER_DILATE = 0.025
@@ -272,24 +281,25 @@ def _smoothstep(x, lo, hi):
 
 def occluder_mask(
     outlier: np.ndarray,
-    candidate: np.ndarray,
     oval: np.ndarray,
     face_area_px: float,
     feature: np.ndarray | None = None,
+    shine: np.ndarray | None = None,
 ) -> np.ndarray:
     """Which outlier pixels of the photometric fit are occluders rather than marks on the skin.
 
     Connected blobs of outliers (8-connected) are occluders when they touch the edge of the face oval (hair
     from above, hands from below), or when their area is at least :data:`OCCLUDER_MIN_AREA` of the face and
-    they are not the margin of a feature (:data:`FEATURE_MARGIN_SHARE`); smaller enclosed ones (moles,
-    pores, specks of shine) are not.
+    they are neither the margin of a feature (:data:`FEATURE_MARGIN_SHARE`) nor mostly shine
+    (:data:`SHINE_BLOB_SHARE` of their pixels, :func:`shine_like`); smaller enclosed ones (moles, pores,
+    specks of shine) are not.
 
     Args:
         outlier: (h, w) bool outlier pixels of the photometric fit.
-        candidate: (h, w) bool pixels that could be skin.
         oval: (h, w) bool inside the face oval.
         face_area_px: the face's area in these pixels.
         feature: (h, w) bool pixels of the eyes, brows, lips and nostrils, or None (no margins).
+        shine: (h, w) bool pixels whose colour is the skin's with white light added, or None.
 
     Returns:
         (h, w) bool occluder pixels, not yet widened.
@@ -312,11 +322,52 @@ def occluder_mask(
         inside = cv2.distanceTransform(outlier.astype(np.uint8), cv2.DIST_L2, 3)
         thickness = 2.0 * np.asarray(maximum(inside, labels, np.arange(n)))
         big &= (share < FEATURE_MARGIN_SHARE) | (thickness > FEATURE_MARGIN_THICKNESS * math.sqrt(face_area_px))
+    if shine is not None:
+        # A highlight on the nose or forehead is skin the shine removal will treat, not something over it.
+        shiny = np.bincount(labels[shine & outlier], minlength=n) / np.maximum(stats[:, cv2.CC_STAT_AREA], 1)
+        big &= shiny < SHINE_BLOB_SHARE
     keep = big | touches
     keep[0] = False
     # What an occluder encloses (an eye inside a sunglass lens, lips inside a beard) is hidden too: those
     # pixels are features, never skin candidates, so they are not outliers themselves.
     return binary_fill_holes(keep[labels])
+
+
+def shine_like(observed_linear: np.ndarray, rendered_linear: np.ndarray, skin: np.ndarray) -> np.ndarray:
+    """Pixels that look like the skin with white light added: a specular highlight the diffuse fit lacks.
+
+    In natural-log colour, adding white to the skin's colour brightens it and takes away part ``alpha`` of
+    its chromaticity ``q`` (the zero-mean log colour of the rendered skin): the residual's chromaticity is
+    about ``-alpha q``. A pixel is shine-like when it is at least :data:`SHINE_MIN_GAIN` brighter than the
+    model, ``alpha`` lies in :data:`SHINE_DESATURATION` and the residual is within :data:`SHINE_OFF_AXIS`
+    of that line. Hair and glasses are darker; paint and lit background change the hue.
+
+    Args:
+        observed_linear: (h, w, 3) the photo, linear.
+        rendered_linear: (h, w, 3) the photometric fit's rendering of it (linear).
+        skin: (h, w) bool the fit's skin pixels (for ``q``).
+
+    Returns:
+        (h, w) bool.
+    """
+    lo = np.log(np.maximum(np.asarray(observed_linear, np.float32), 1e-4))
+    lr = np.log(np.maximum(np.asarray(rendered_linear, np.float32), 1e-4))
+    if not skin.any():
+        return np.zeros(lo.shape[:2], bool)
+    q = np.median((lr - lr.mean(axis=2, keepdims=True))[skin], axis=0)
+    if float(q @ q) < 1e-6:
+        return np.zeros(lo.shape[:2], bool)
+    res = lo - lr
+    gain = res.mean(axis=2)
+    chroma = res - gain[..., None]
+    alpha = -(chroma @ q) / float(q @ q)
+    off_axis = np.linalg.norm(chroma + alpha[..., None] * q, axis=2)
+    return (
+        (gain > math.log(SHINE_MIN_GAIN))
+        & (alpha > SHINE_DESATURATION[0])
+        & (alpha < SHINE_DESATURATION[1])
+        & (off_axis < SHINE_OFF_AXIS)
+    )
 
 
 def estimate_appearance(
@@ -407,7 +458,11 @@ def estimate_appearance(
     )
     face_size_work = new_fit.face_size_px * view.scale
     occl = occluder_mask(
-        phot.outlier_mask, phot.candidate_mask, oval_work.astype(bool), face_size_work**2, phot.feature_mask
+        phot.outlier_mask,
+        oval_work.astype(bool),
+        face_size_work**2,
+        feature=phot.feature_mask,
+        shine=shine_like(phot.view.image_linear, phot.rendered_linear, phot.skin_mask),
     )
     # Features are never outliers (they are not skin candidates): what an occluder reaches into them (hair
     # over a brow, a frame over a lid) is hidden too, as far as OCCLUDER_INTO_FEATURES.
