@@ -415,6 +415,27 @@ def test_warm_stage_light_is_taken_from_the_eyes(model, points, photos_dir):
     assert app.skin["ita_deg"] > 30.0, app.skin
 
 
+def test_painted_dark_skin_keeps_its_tone_and_no_eye_whites(model, points, photos_dir):
+    """face_paint.png: dark skin with painted stripes and lips, eyes open. The skin stays dark (the paint
+    is left out, not averaged in), and the face tile's eye regions (lids and lid margins) do not take the
+    whites of the eyes the fitted lids leave uncovered: they were 8x brighter than the skin, and a blink
+    of the rig showed white lids."""
+    from facetwin.detect import detect_faces
+    from facetwin.io import read_photo
+    from facetwin.texture.appearance import BRIGHT_IMPLAUSIBLE
+
+    photo = read_photo(photos_dir / "face_paint.png")
+    face = detect_faces(photo.image_srgb).faces[0]
+    app = estimate_appearance(
+        model, photo, face, fit_face(model, points, photo, face), points=points, texture_size=SIZE
+    )
+    assert app.skin["ita_deg"] < -30.0, app.skin
+    reg = face_regions(model, SIZE)
+    lum = app.albedo_uv_linear.mean(axis=2)
+    ratio = float(np.quantile(lum[reg.eyes], 0.99) / np.median(lum[reg.cheeks]))
+    assert ratio < math.exp(BRIGHT_IMPLAUSIBLE), ratio
+
+
 # --- delight and region helpers --------------------------------------------------------------------------
 
 

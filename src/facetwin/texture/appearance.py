@@ -563,12 +563,12 @@ def estimate_appearance(
     tone = _skin_tone(face_tile.albedo, plain if plain.sum() >= MIN_CHEEK_TEXELS else cheek, monotone)
     # Colours far from the skin's chromaticity (a green fringe at a grazing silhouette, paint the
     # outlier test missed) are not taken as skin outside the features, nor anything far brighter than the
-    # skin outside the eyes (lit background at the end of a brow).
+    # skin (lit background at the end of a brow, the white of the eye seen past the fitted lids).
     for t in tiles.values():
         chroma, bright = _plausibility(t.albedo, tone)
         plausible = chroma * bright
         if t is face_tile:
-            plausible = np.where(reg.eyes, 1.0, np.where(reg.features, bright, plausible))
+            plausible = np.where(reg.features, bright, plausible)
         t.confidence = t.confidence * plausible.astype(np.float32)
     out = {}
     for tile, t in tiles.items():
