@@ -9,10 +9,18 @@ import numpy as np
 import pytest
 
 from debug_images import save_debug_row
-from facetwin.texture.complete import NEIGHBOUR_PAIRS, complete_texture, pad_texture
+from facetwin.texture.complete import (
+    NEIGHBOUR_PAIRS,
+    add_skin_detail,
+    complete_texture,
+    pad_texture,
+    skin_detail_patches,
+    synthesize_detail,
+)
 from facetwin.texture.uvmap import (
     mirror_texels,
     texel_positions,
+    tile_cm_per_uv,
     tile_triangles,
     uv_raster,
     uv_raster_reference,
@@ -385,3 +393,82 @@ def test_pad_texture_shades_across_a_slit():
     assert column[1, 0] > 0.8 and column[-2, 2] > 0.8, column
     steps = np.abs(np.diff(padded[:, 20:76], axis=0)).max()
     assert steps < 4.0 / gap, steps
+
+
+def _grain(shape, sigma_px: float, amplitude: float, seed: int) -> np.ndarray:
+    """Smooth Gaussian noise with a known spread: ``amplitude`` standard deviation, ``sigma_px`` grain."""
+    import cv2
+
+    n = cv2.GaussianBlur(np.random.default_rng(seed).standard_normal(shape).astype(np.float32), (0, 0), sigma_px)
+    return n * (amplitude / n.std())
+
+
+def test_skin_detail_patches_leave_out_moles():
+    """Patches come from the source only, as log detail (the colour taken off), and the one with a mole in
+    it is not among the calmest; a source with no whole window gives none."""
+    s, p = 128, 16
+    base = np.array([0.5, 0.3, 0.2], np.float32)
+    grain = _grain((s, s), 1.0, 0.05, 0)
+    tex = base * np.exp(grain)[..., None]
+    tex[40:44, 40:44] *= 0.2  # a mole
+    tex[:, 100:] = [0.0, 1.0, 0.0]  # not skin, outside the source
+    source = np.zeros((s, s), bool)
+    source[:, :96] = True
+    patches = skin_detail_patches(tex, source, p, count=4)
+    assert patches.shape == (4, p, p, 3) and patches.dtype == np.float32
+    assert np.abs(patches).max() < 0.5  # the mole's log detail is about -1.6
+    assert np.abs(patches.mean()) < 0.02  # detail only: the colour is gone
+    assert np.allclose(patches[..., 0], patches[..., 1], atol=1e-4)  # gray grain stays gray
+    tiny = np.zeros((s, s), bool)
+    tiny[:10, :10] = True
+    assert skin_detail_patches(tex, tiny, p).shape[0] == 0
+    with pytest.raises(ValueError, match="patch_px"):
+        skin_detail_patches(tex, source, 4)
+
+
+def test_synthesize_detail_keeps_the_spread_and_grain():
+    """The synthesized field has the patches' spread and grain size (known-answer noise), is the same for
+    the same seed, tiles without a seam past its period, and moves the channels together."""
+    rng = np.random.default_rng(1)
+    for sigma in (1.0, 3.0):
+        grain = np.stack([_grain((64, 64), sigma, 0.04, k) for k in range(6)])[..., None]
+        patches = np.concatenate([grain, 0.5 * grain], axis=3)
+        field = synthesize_detail(1536, patches, seed=3)
+        assert field.shape == (1536, 1536, 2)
+        np.testing.assert_allclose(field.std(axis=(0, 1)), [0.04, 0.02], rtol=0.15)
+        # Grain: the mean step between neighbours over the spread, as in the patches.
+        step_in = np.abs(np.diff(grain[..., 0], axis=2)).mean() / grain.std()
+        step_out = np.abs(np.diff(field[..., 0], axis=1)).mean() / field[..., 0].std()
+        assert abs(step_out / step_in - 1.0) < 0.25, (sigma, step_in, step_out)
+        seam = np.abs(field[1023] - field[1024]).mean()
+        assert seam < 1.5 * np.abs(field[511] - field[512]).mean()
+        assert np.corrcoef(field[..., 0].ravel(), field[..., 1].ravel())[0, 1] > 0.99
+    np.testing.assert_array_equal(synthesize_detail(64, patches, 7), synthesize_detail(64, patches, 7))
+    assert not np.array_equal(synthesize_detail(64, patches, 7), synthesize_detail(64, patches, 8))
+    with pytest.raises(ValueError, match="patches"):
+        synthesize_detail(64, rng.standard_normal((4, 4, 4, 3)))
+
+
+def test_add_skin_detail_only_where_filled():
+    s = 32
+    tex = np.full((s, s, 3), 0.4, np.float32)
+    conf = np.zeros((s, s), np.float32)
+    conf[:, :16] = 1.0
+    conf[:, 16:20] = 0.5
+    valid = np.ones((s, s), bool)
+    valid[0] = False
+    detail = np.full((s, s, 3), 0.1, np.float32)
+    out = add_skin_detail(tex, conf, valid, detail)
+    np.testing.assert_array_equal(out[:, :16], tex[:, :16])  # seen: its own detail
+    np.testing.assert_allclose(out[1:, 16:20], 0.4 * np.exp(0.05), rtol=1e-6)
+    np.testing.assert_allclose(out[1:, 20:], 0.4 * np.exp(0.1), rtol=1e-6)
+    np.testing.assert_array_equal(out[0], tex[0])  # off the surface
+    with pytest.raises(ValueError, match="disagree"):
+        add_skin_detail(tex, conf, valid, detail[:-1])
+
+
+def test_tile_cm_per_uv(model):
+    """The face tile spans about 30 cm per UV unit, the back of the head about 42 (the texel density that
+    turns the detail's size in cm into texels)."""
+    assert 25.0 < tile_cm_per_uv(model, 0) < 35.0
+    assert 35.0 < tile_cm_per_uv(model, 1) < 50.0

@@ -28,8 +28,10 @@
    :func:`facetwin.texture.delight.remove_specular`).
 6. **Complete** (:func:`facetwin.texture.complete.complete_texture`): mirrored through the face's left-right
    symmetry, a seamless Poisson fill, settling to the person's skin tone (the cheeks' albedo) where nothing
-   was seen (back of the head, neck, ears). A gutter (:func:`facetwin.texture.complete.pad_texture`) fills
-   the texels off the surface.
+   was seen (back of the head, neck, ears). What was filled takes the fine grain of the well-seen skin
+   (:func:`facetwin.texture.complete.synthesize_detail`: noise with its spectrum, no copied pores or
+   hairs), so a fill does not show as a smooth patch beside the photo's texture. A gutter
+   (:func:`facetwin.texture.complete.pad_texture`) fills the texels off the surface.
 """
 
 from __future__ import annotations
@@ -176,6 +178,10 @@ BRIGHT_IMPLAUSIBLE = math.log(2.2)
 Skin is seldom half as bright again as its own median; what is brighter is light the shading did not
 explain (a highlight left over, a crease the mesh lacks, lit hair or background at a grazing silhouette),
 and the fill would spread it as a glow. Darker texels are kept: stubble and moles are the person's."""
+DETAIL_PATCH_CM = 1.0
+"""Side of the patches of seen skin whose fine detail is laid over what was filled (about 1 cm)."""
+DETAIL_SOURCE_CONFIDENCE = 0.9
+"""Texels seen at least this well are the source of the skin detail."""
 CHROMA_SIGMA = 0.02
 """Expected error of the cheeks' log chromaticity (per channel): noise, the white balance's leftovers."""
 BLOOD_PRIOR = 0.02
@@ -403,10 +409,10 @@ def estimate_appearance(
     from facetwin.fit.photometric import face_oval_px, landmark_polygon, refine_photometric
     from facetwin.frames import linear_to_srgb, srgb_to_linear
     from facetwin.render.shade import vertex_normals
-    from facetwin.texture.complete import complete_texture, pad_texture
+    from facetwin.texture.complete import add_skin_detail, complete_texture, pad_texture, synthesize_detail
     from facetwin.texture.delight import render_textured, visibility_ratio
     from facetwin.texture.regions import face_regions
-    from facetwin.texture.uvmap import MAX_SIZE, mirror_texels, uv_raster
+    from facetwin.texture.uvmap import MAX_SIZE, mirror_texels, tile_cm_per_uv, uv_raster
 
     if int(texture_size) != texture_size or not 64 <= texture_size <= MAX_SIZE:
         raise ValueError(f"texture_size: expected an integer in [64, {MAX_SIZE}], got {texture_size!r}")
@@ -571,13 +577,19 @@ def estimate_appearance(
             plausible = np.where(reg.features, bright, plausible)
         t.confidence = t.confidence * plausible.astype(np.float32)
     out = {}
+    patches = _detail_patches(model, face_tile, reg, monotone)
     for tile, t in tiles.items():
         s = t.raster.size
         albedo = np.clip(np.nan_to_num(t.albedo), 0.0, 1.0)
         if monotone:
             albedo = np.repeat(albedo.mean(axis=2, keepdims=True), 3, axis=2)
         done = complete_texture(albedo, t.confidence, mirror_texels(model, tile, s), t.raster.valid, tone)
-        tex = np.clip(pad_texture(done.texture_linear, t.raster.valid), 0.0, 1.0)
+        filled = done.texture_linear
+        if patches.shape[0]:
+            p = max(round(DETAIL_PATCH_CM * s / tile_cm_per_uv(model, tile)), 8)
+            tile_patches = np.stack([cv2.resize(q, (p, p), interpolation=cv2.INTER_AREA) for q in patches])
+            filled = add_skin_detail(filled, done.confidence, t.raster.valid, synthesize_detail(s, tile_patches, tile))
+        tex = np.clip(pad_texture(filled, t.raster.valid), 0.0, 1.0)
         if s != (size if tile == 0 else back_size):
             tex = cv2.resize(tex, (s, s), interpolation=cv2.INTER_LINEAR)
         out[tile] = tex.astype(np.float32)
@@ -1306,6 +1318,23 @@ def _plausibility(albedo: np.ndarray, tone: np.ndarray) -> tuple[np.ndarray, np.
     chroma = 1.0 - _smoothstep(np.sqrt((d**2).sum(axis=2)), CHROMA_PLAUSIBLE, CHROMA_IMPLAUSIBLE)
     bright = 1.0 - _smoothstep(la.mean(axis=2) - lt.mean(), BRIGHT_PLAUSIBLE, BRIGHT_IMPLAUSIBLE)
     return np.where(seen, chroma, 0.0), np.where(seen, bright, 0.0)
+
+
+def _detail_patches(model: HeadModel, face_tile: _Tile, reg, monotone: bool) -> np.ndarray:
+    """(K, P, P, 3) log-detail patches of :data:`DETAIL_PATCH_CM` from the well-seen plain skin of the face
+    tile (:func:`facetwin.texture.complete.skin_detail_patches`), the central band first (beards and hair
+    leave it bare); K = 0 when no patch of skin was seen whole."""
+    from facetwin.texture.complete import skin_detail_patches
+    from facetwin.texture.uvmap import tile_cm_per_uv
+
+    size = face_tile.raster.size
+    p = max(round(DETAIL_PATCH_CM * size / tile_cm_per_uv(model, 0)), 8)
+    albedo = np.clip(np.nan_to_num(face_tile.albedo, nan=1.0), 1e-4, 1.0)
+    if monotone:
+        albedo = np.repeat(albedo.mean(axis=2, keepdims=True), 3, axis=2)
+    plain = (face_tile.confidence > DETAIL_SOURCE_CONFIDENCE) & ~reg.features
+    patches = skin_detail_patches(albedo, plain & reg.core, p)
+    return patches if patches.shape[0] else skin_detail_patches(albedo, plain, p)
 
 
 def _skin_tone(albedo: np.ndarray, region: np.ndarray, monotone: bool) -> np.ndarray:

@@ -60,6 +60,15 @@ _SCREEN_FLOOR = 1e-9
 solution (the fallback). Much smaller than any real screening, 1 / (0.1 * 256)^2 = 1.5e-3."""
 
 
+DETAIL_PATCHES = 8
+"""How many of the calmest windows of seen skin :func:`skin_detail_patches` keeps."""
+DETAIL_PERIOD = 1024
+"""The synthesized detail repeats every this many texels (7 cm of the face at 4096): one FFT of this size
+instead of the whole tile's."""
+DETAIL_SIGMA_PATCH = 0.15
+"""The detail is what is finer than a Gaussian of this fraction of the patch (about 1.5 mm for 1 cm)."""
+
+
 @dataclass(frozen=True)
 class Completion:
     """A completed tile texture.
@@ -415,6 +424,143 @@ def complete_texture(
         h = np.zeros_like(tex)
     _compose(blended, c_b, ok, h, known_threshold, fb, out)
     return Completion(texture_linear=out, confidence=c_b)
+
+
+def skin_detail_patches(
+    texture_linear: np.ndarray, source: np.ndarray, patch_px: int, count: int = DETAIL_PATCHES
+) -> np.ndarray:
+    """Square patches of the fine skin detail of a well-seen region, for :func:`add_skin_detail`.
+
+    The detail is the natural-log texture minus its Gaussian blur of :data:`DETAIL_SIGMA_PATCH` times the
+    patch size, over the source texels alone (pores, fine lines; the skin's colour and shading stay out).
+    Windows of ``patch_px`` texels lying wholly in ``source`` are scored by the kurtosis of their detail
+    and the ``count`` with the lightest tails are returned: a mole or a lash in a patch would be repeated
+    over the fill.
+
+    Args:
+        texture_linear: (S, S, 3) linear texture.
+        source: (S, S) bool texels whose detail is the person's skin (well seen, plain skin).
+        patch_px: patch side in texels (>= 8).
+        count: the most patches returned.
+
+    Returns:
+        (K, P, P, 3) float32 log-detail patches, K in [0, count] (0 when no window fits in ``source``).
+    """
+    import cv2
+
+    tex = np.asarray(texture_linear, np.float32)
+    src = np.asarray(source, bool)
+    if tex.ndim != 3 or src.shape != tex.shape[:2]:
+        raise ValueError(f"texture_linear (S, S, 3) and source (S, S) disagree: {tex.shape}, {src.shape}")
+    p = int(patch_px)
+    if p < 8:
+        raise ValueError(f"patch_px: expected >= 8, got {patch_px}")
+    w = src.astype(np.float32)
+    log = np.log(np.maximum(np.nan_to_num(tex, nan=1.0), 1e-4)) * w[..., None]
+    # The blur of the source texels alone (normalised), so nothing from outside leaks into the detail.
+    sigma = DETAIL_SIGMA_PATCH * p
+    base = cv2.GaussianBlur(log, (0, 0), sigma) / np.maximum(cv2.GaussianBlur(w, (0, 0), sigma), 1e-6)[..., None]
+    detail = (log - base) * w[..., None]
+
+    def window_sums(x: np.ndarray) -> np.ndarray:
+        ii = cv2.integral(x.astype(np.float64))
+        return ii[ys + p, xs + p] - ii[ys, xs + p] - ii[ys + p, xs] + ii[ys, xs]
+
+    stride = max(p // 4, 1)
+    ys, xs = np.mgrid[0 : src.shape[0] - p + 1 : stride, 0 : src.shape[1] - p + 1 : stride]
+    ys, xs = ys.ravel(), xs.ravel()
+    full = window_sums(w) > p * p - 0.5
+    ys, xs = ys[full], xs[full]
+    if ys.size == 0:
+        return np.zeros((0, p, p, 3), np.float32)
+    # Kurtosis: a mole or a lash is a heavy tail on the pores' spread, whatever the photo's sharpness.
+    d2 = (detail**2).sum(axis=2)
+    score = window_sums(d2**2) * (p * p) / np.maximum(window_sums(d2) ** 2, 1e-30)
+    best = np.argsort(score, kind="stable")[:count]
+    return np.stack([detail[ys[k] : ys[k] + p, xs[k] : xs[k] + p] for k in best]).astype(np.float32)
+
+
+def synthesize_detail(size: int, patches: np.ndarray, seed: int = 0) -> np.ndarray:
+    """A (size, size, C) field of stationary skin detail with the spectrum of ``patches``.
+
+    Copying the patches themselves repeats whatever they hold (a stubble hair, a pore that is darker than
+    the rest) as a visible pattern; only their statistics are kept instead: the radially averaged power
+    spectrum of each channel (Hann-windowed patches), which shapes one white noise shared by the channels
+    (skin detail is mostly brightness, so the channels move together). The field has each channel's
+    robust spread (1.4826 median absolute deviations: hairs and moles widen the tails, not the pores) and
+    no structure of its own. It is synthesized over :data:`DETAIL_PERIOD` texels at most and tiled (noise
+    made by an FFT is periodic, so the copies meet without a seam).
+
+    Args:
+        size: S.
+        patches: (K, P, P, C) log-detail patches (:func:`skin_detail_patches`), K >= 1, P >= 8.
+        seed: the noise (the same seed gives the same field).
+
+    Returns:
+        (S, S, C) float32 log detail, mean 0.
+    """
+    pt = np.asarray(patches, np.float64)
+    if pt.ndim != 4 or pt.shape[0] < 1 or pt.shape[1] != pt.shape[2] or pt.shape[1] < 8:
+        raise ValueError(f"patches: expected (K, P, P, C) with K >= 1 and P >= 8, got {pt.shape}")
+    p = pt.shape[1]
+    pt = pt - pt.mean(axis=(1, 2), keepdims=True)
+    hann = np.hanning(p + 2)[1:-1]
+    win = (hann[:, None] * hann[None, :])[None, :, :, None]
+    power = (np.abs(np.fft.fft2(pt * win, axes=(1, 2))) ** 2).mean(axis=0)  # (P, P, C)
+    fy, fx = np.meshgrid(np.fft.fftfreq(p), np.fft.fftfreq(p), indexing="ij")
+    radius = np.hypot(fy, fx)
+    edges = np.linspace(0.0, radius.max() + 1e-9, p // 2 + 2)
+    which = np.digitize(radius.ravel(), edges) - 1
+    counts = np.maximum(np.bincount(which, minlength=edges.size), 1)
+    centres = 0.5 * (edges[:-1] + edges[1:])
+    rng = np.random.default_rng(seed)
+    n = min(int(size), DETAIL_PERIOD)
+    noise = np.fft.rfft2(rng.standard_normal((n, n)))
+    gy, gx = np.meshgrid(np.fft.fftfreq(n), np.fft.rfftfreq(n), indexing="ij")
+    g_radius = np.hypot(gy, gx)
+    field = np.empty((n, n, pt.shape[3]), np.float32)
+    for c in range(pt.shape[3]):
+        radial = np.bincount(which, power[..., c].ravel(), minlength=edges.size)[: centres.size]
+        radial = radial / counts[: centres.size]
+        amp = np.sqrt(np.interp(g_radius, centres, radial, right=0.0))
+        amp[0, 0] = 0.0
+        f = np.fft.irfft2(noise * amp, s=(n, n))
+        v = pt[..., c]
+        target = 1.4826 * float(np.median(np.abs(v - np.median(v))))
+        field[..., c] = f * (target / max(float(f.std()), 1e-12))
+    reps = -(-int(size) // n)
+    return np.tile(field, (reps, reps, 1))[:size, :size]
+
+
+def add_skin_detail(
+    texture_linear: np.ndarray, confidence: np.ndarray, valid: np.ndarray, detail: np.ndarray
+) -> np.ndarray:
+    """The completed texture with skin detail where it was filled rather than seen.
+
+    Filled texels are smooth (the fallback tone and a harmonic fill), which shows as a blurred patch next to
+    the photo's pores. Each valid texel is multiplied by ``exp((1 - c) detail)``, ``c`` its combined
+    confidence (:attr:`Completion.confidence`): seen texels keep their own detail, filled ones take the
+    synthesized one (:func:`synthesize_detail`), and the mean colour stays the fill's.
+
+    Args:
+        texture_linear: (S, S, 3) completed texture, linear.
+        confidence: (S, S) in [0, 1], the combined confidence of the completion.
+        valid: (S, S) bool texels on the surface.
+        detail: (S, S, 3) log detail.
+
+    Returns:
+        (S, S, 3) float32.
+    """
+    tex = np.asarray(texture_linear, np.float32)
+    conf = np.asarray(confidence, np.float32)
+    d = np.asarray(detail, np.float32)
+    if tex.ndim != 3 or conf.shape != tex.shape[:2] or d.shape != tex.shape or np.shape(valid) != conf.shape:
+        raise ValueError(
+            f"texture_linear {tex.shape}, confidence {conf.shape}, valid {np.shape(valid)} and detail "
+            f"{d.shape} disagree"
+        )
+    gain = np.exp(np.clip(1.0 - conf, 0.0, 1.0)[..., None] * d)
+    return np.where(np.asarray(valid, bool)[..., None], tex * gain, tex).astype(np.float32)
 
 
 def pad_texture(texture_linear: np.ndarray, valid: np.ndarray) -> np.ndarray:
