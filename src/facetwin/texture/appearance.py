@@ -1311,8 +1311,8 @@ def _plausibility(albedo: np.ndarray, tone: np.ndarray) -> tuple[np.ndarray, np.
         :data:`BRIGHT_PLAUSIBLE` brighter than the tone, falling to 0 at :data:`BRIGHT_IMPLAUSIBLE`. Both
         are 0 where the albedo is missing.
     """
-    la = np.log(np.maximum(np.nan_to_num(albedo, nan=0.0), 1e-4))
-    lt = np.log(np.maximum(tone.astype(np.float64), 1e-4))
+    la = np.log(np.maximum(np.nan_to_num(albedo, nan=0.0), 1e-4)).astype(np.float32)
+    lt = np.log(np.maximum(tone.astype(np.float64), 1e-4)).astype(np.float32)
     d = (la - la.mean(axis=2, keepdims=True)) - (lt - lt.mean())
     seen = np.isfinite(albedo).all(axis=2)
     chroma = 1.0 - _smoothstep(np.sqrt((d**2).sum(axis=2)), CHROMA_PLAUSIBLE, CHROMA_IMPLAUSIBLE)

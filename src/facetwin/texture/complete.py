@@ -455,11 +455,16 @@ def skin_detail_patches(
     p = int(patch_px)
     if p < 8:
         raise ValueError(f"patch_px: expected >= 8, got {patch_px}")
+    rows, cols = np.flatnonzero(src.any(axis=1)), np.flatnonzero(src.any(axis=0))
+    if rows.size < p or cols.size < p:
+        return np.zeros((0, p, p, 3), np.float32)
+    box = np.s_[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    src = src[box]
     w = src.astype(np.float32)
-    log = np.log(np.maximum(np.nan_to_num(tex, nan=1.0), 1e-4)) * w[..., None]
+    log = np.log(np.maximum(np.nan_to_num(tex[box], nan=1.0), 1e-4)) * w[..., None]
     # The blur of the source texels alone (normalised), so nothing from outside leaks into the detail.
     sigma = DETAIL_SIGMA_PATCH * p
-    base = cv2.GaussianBlur(log, (0, 0), sigma) / np.maximum(cv2.GaussianBlur(w, (0, 0), sigma), 1e-6)[..., None]
+    base = _smooth(log, sigma) / np.maximum(_smooth(w, sigma), 1e-6)[..., None]
     detail = (log - base) * w[..., None]
 
     def window_sums(x: np.ndarray) -> np.ndarray:
@@ -478,6 +483,20 @@ def skin_detail_patches(
     score = window_sums(d2**2) * (p * p) / np.maximum(window_sums(d2) ** 2, 1e-30)
     best = np.argsort(score, kind="stable")[:count]
     return np.stack([detail[ys[k] : ys[k] + p, xs[k] : xs[k] + p] for k in best]).astype(np.float32)
+
+
+def _smooth(x: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur of (H, W[, C]) by ``sigma`` texels; wide ones on a reduced copy (the result is smooth
+    at that scale anyway), about 4 texels of blur at the reduced size."""
+    import cv2
+
+    k = max(int(sigma // 4), 1)
+    if k == 1:
+        return cv2.GaussianBlur(x, (0, 0), sigma)
+    h, w = x.shape[:2]
+    small = cv2.resize(x, (max(w // k, 1), max(h // k, 1)), interpolation=cv2.INTER_AREA)
+    small = cv2.GaussianBlur(small, (0, 0), sigma / k)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
 def synthesize_detail(size: int, patches: np.ndarray, seed: int = 0) -> np.ndarray:
@@ -596,9 +615,10 @@ def _push_pull(tex: np.ndarray, weight: np.ndarray) -> np.ndarray:
     if not hole.any():
         return tex
     h, w = weight.shape
-    pad = ((0, h % 2), (0, w % 2))
-    wt = np.pad(weight, pad)
-    sums = np.pad(tex * weight[..., None], pad + ((0, 0),))
+    wt, sums = weight, tex * weight[..., None]
+    if h % 2 or w % 2:
+        pad = ((0, h % 2), (0, w % 2))
+        wt, sums = np.pad(wt, pad), np.pad(sums, pad + ((0, 0),))
     half = (wt.shape[1] // 2, wt.shape[0] // 2)
     # INTER_AREA at exactly half size is the mean of each 2x2 block.
     w2 = cv2.resize(wt, half, interpolation=cv2.INTER_AREA)
