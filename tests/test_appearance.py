@@ -27,6 +27,7 @@ from facetwin.texture.appearance import (
     _calibrate,
     _fit_chromaticity,
     _plausibility,
+    _seen_light_colours,
     _take_off_shine,
     estimate_appearance,
     is_monotone,
@@ -305,6 +306,37 @@ def test_occluder_mask_keeps_highlights():
     edge = np.zeros((h, w), bool)
     edge[10:30, 40:55] = True
     assert occluder_mask(edge, oval, 80.0 * 80.0, shine=edge)[10:30, 40:55].all()
+
+
+def test_light_colour_is_not_extrapolated_to_grazing_normals():
+    """A light whose colour drifts towards grazing normals (as an SH fit extrapolates it): the shading keeps
+    its brightness everywhere, keeps its colour where the camera saw lit skin, and elsewhere takes no colour
+    beyond what it had there."""
+    from types import SimpleNamespace
+
+    rng = np.random.default_rng(0)
+    normals = rng.normal(size=(4000, 3))
+    normals /= np.linalg.norm(normals, axis=1, keepdims=True)
+    verts = 10.0 * normals
+    cam = SimpleNamespace(R=np.diag([1.0, -1.0, -1.0]), t=np.array([0.0, 0.0, 1e4]))  # far, looking down -z
+    level = np.log(np.maximum(normals[:, 2], 0.0) + 0.3)
+    drift = (1.0 - normals[:, 2]) ** 2  # 0 facing the camera, 1 sideways, 4 behind
+    chroma = np.stack([0.3 * drift, -0.3 * drift, np.zeros_like(drift)], axis=1)
+    chroma -= chroma.mean(axis=1, keepdims=True)
+    shading = np.exp(level[:, None] + chroma)
+    out = _seen_light_colours(shading, normals, verts, cam)
+    lo = np.log(out)
+    np.testing.assert_allclose(lo.mean(axis=1), level, atol=1e-9)
+    out_chroma = lo - lo.mean(axis=1, keepdims=True)
+    # The lit, facing vertices (the fit's evidence) keep their colour, all but the 2 % at either end.
+    facing = normals[:, 2] > 0.5
+    lit = facing & (level > np.median(level[facing]) + np.log(0.5))
+    q = np.quantile(chroma[lit, 0], [0.05, 0.95])
+    middle = lit & (chroma[:, 0] > q[0]) & (chroma[:, 0] < q[1])
+    np.testing.assert_allclose(out_chroma[middle], chroma[middle], atol=1e-9)
+    seen_max = np.abs(chroma[normals[:, 2] > 0.5]).max()
+    assert np.abs(out_chroma).max() <= seen_max + 1e-9
+    assert np.abs(chroma).max() > 3.0 * seen_max  # the drift was there to hold
 
 
 def test_plausibility_known_answers():

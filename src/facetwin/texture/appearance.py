@@ -118,6 +118,12 @@ DEPTH_TOLERANCE_PX = 2.0
 """A texel is visible when its depth is within this many pixel footprints (over the cosine) of the
 z-buffer; plus :data:`DEPTH_TOLERANCE_CM`."""
 DEPTH_TOLERANCE_CM = 0.1
+SEEN_LIGHT_MIN_COS = 0.5
+SEEN_LIGHT_MIN_LEVEL = 0.5
+SEEN_LIGHT_QUANTILES = (0.02, 0.98)
+"""The light's colour is held, per channel, to these quantiles of its colour on the vertices facing the
+camera at least this much and lit at least this fraction of their median (:func:`_seen_light_colours`):
+smiling_woman's cheeks turned green where the fitted light was dim and extrapolated."""
 SHADING_MIN_FRACTION = 0.05
 """Texels whose shading is under this fraction of the face's median are in shadow: no confidence."""
 OCCLUDER_MIN_AREA = 0.004
@@ -918,6 +924,42 @@ def _unwrap_kernel(
         albedo[q, 2] = raw[q, 2] / max(s2, 1e-12)
 
 
+def _seen_light_colours(shading: np.ndarray, normals: np.ndarray, verts: np.ndarray, cam) -> np.ndarray:
+    """The shading with its colour held to the range it has where the photo constrained the light.
+
+    The SH light may change colour with direction (a warm key, a blue fill), but the photometric fit only
+    sees the normals that face the camera: towards grazing normals its colour is extrapolated, and divided
+    out it tints the cheeks' sides green or magenta. Each vertex's shading keeps its brightness (mean log)
+    while its log chromaticity is clipped, per channel, to the :data:`SEEN_LIGHT_QUANTILES` of the lit
+    vertices facing the camera (cosine above :data:`SEEN_LIGHT_MIN_COS`, shading at least
+    :data:`SEEN_LIGHT_MIN_LEVEL` of their median).
+
+    Args:
+        shading: (V, 3) linear shading per vertex.
+        normals: (V, 3) unit normals, head frame.
+        verts: (V, 3) positions, head frame (cm).
+        cam: the camera (``R``, ``t``).
+
+    Returns:
+        (V, 3) shading.
+    """
+    shade = np.maximum(np.asarray(shading, np.float64), 1e-12)
+    log = np.log(shade)
+    level = log.mean(axis=1, keepdims=True)
+    chroma = log - level
+    cam_pos = -cam.R.T @ cam.t
+    view = cam_pos[None, :] - verts
+    cos = (normals * view).sum(axis=1) / np.maximum(np.linalg.norm(view, axis=1), 1e-12)
+    facing = cos > SEEN_LIGHT_MIN_COS
+    if facing.sum() < 3:
+        return shade
+    # Lit ones only: in shade the channels' small differences are large ratios.
+    facing &= level[:, 0] > float(np.median(level[facing, 0])) + math.log(SEEN_LIGHT_MIN_LEVEL)
+    lo, hi = np.quantile(chroma[facing], SEEN_LIGHT_QUANTILES, axis=0)
+    held = np.clip(chroma, lo, hi)
+    return np.exp(level + held - held.mean(axis=1, keepdims=True))
+
+
 def _unwrap(model, uvr, verts, normals, ratio_v, sh, cam, image_linear, capture, occl_soft, view) -> _Tile:
     """Sample the photo into one tile with confidence, and divide by the shading (module docstring).
 
@@ -929,7 +971,7 @@ def _unwrap(model, uvr, verts, normals, ratio_v, sh, cam, image_linear, capture,
 
     s = uvr.size
     idx = np.flatnonzero(uvr.valid.ravel())
-    shade_v = shading_linear(normals, ratio_v, sh).astype(np.float64)
+    shade_v = _seen_light_colours(shading_linear(normals, ratio_v, sh), normals, verts, cam).astype(np.float64)
     albedo = np.full((s * s, 3), np.nan, np.float32)
     raw = np.full((s * s, 3), np.nan, np.float32)
     conf = np.zeros(s * s, np.float32)
