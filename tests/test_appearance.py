@@ -32,8 +32,8 @@ from facetwin.texture.appearance import (
     estimate_appearance,
     is_monotone,
     occluder_mask,
-    shine_like,
     render_appearance_overlay,
+    shine_like,
 )
 from facetwin.texture.regions import face_regions
 from facetwin.texture.skin import ita_degrees, planckian_cast_log, skin_albedo_linear

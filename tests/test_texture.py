@@ -399,7 +399,8 @@ def _grain(shape, sigma_px: float, amplitude: float, seed: int) -> np.ndarray:
     """Smooth Gaussian noise with a known spread: ``amplitude`` standard deviation, ``sigma_px`` grain."""
     import cv2
 
-    n = cv2.GaussianBlur(np.random.default_rng(seed).standard_normal(shape).astype(np.float32), (0, 0), sigma_px)
+    white = np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+    n = cv2.GaussianBlur(white, (0, 0), sigma_px)
     return n * (amplitude / n.std())
 
 

@@ -594,7 +594,8 @@ def estimate_appearance(
         if patches.shape[0]:
             p = max(round(DETAIL_PATCH_CM * s / tile_cm_per_uv(model, tile)), 8)
             tile_patches = np.stack([cv2.resize(q, (p, p), interpolation=cv2.INTER_AREA) for q in patches])
-            filled = add_skin_detail(filled, done.confidence, t.raster.valid, synthesize_detail(s, tile_patches, tile))
+            detail = synthesize_detail(s, tile_patches, tile)
+            filled = add_skin_detail(filled, done.confidence, t.raster.valid, detail)
         tex = np.clip(pad_texture(filled, t.raster.valid), 0.0, 1.0)
         if s != (size if tile == 0 else back_size):
             tex = cv2.resize(tex, (s, s), interpolation=cv2.INTER_LINEAR)
@@ -971,7 +972,8 @@ def _unwrap(model, uvr, verts, normals, ratio_v, sh, cam, image_linear, capture,
 
     s = uvr.size
     idx = np.flatnonzero(uvr.valid.ravel())
-    shade_v = _seen_light_colours(shading_linear(normals, ratio_v, sh), normals, verts, cam).astype(np.float64)
+    shade_v = shading_linear(normals, ratio_v, sh)
+    shade_v = _seen_light_colours(shade_v, normals, verts, cam).astype(np.float64)
     albedo = np.full((s * s, 3), np.nan, np.float32)
     raw = np.full((s * s, 3), np.nan, np.float32)
     conf = np.zeros(s * s, np.float32)

@@ -20,7 +20,6 @@ also kept in the user cache (:func:`facetwin.model.locate.cached_arrays`).
 from __future__ import annotations
 
 import math
-
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
