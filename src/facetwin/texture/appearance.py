@@ -13,7 +13,8 @@
    photometric fit found (:func:`occluder_mask`). Only texels inside the face oval can count, so background
    and hair around the face never land on the skin.
 3. **Delight**: the sample is divided by the shading of the fitted light on the mesh's normals with the
-   light-weighted ambient occlusion of :mod:`facetwin.texture.delight`.
+   light-weighted ambient occlusion of :mod:`facetwin.texture.delight`; the light's colour is not taken
+   beyond what it is where the photo saw the skin lit and facing it (:func:`_seen_light_colours`).
 4. **White balance and scale** (colour photos): light and albedo are only known up to a common scale per
    channel. The light's colour is taken from the whites of the eyes where enough of them is seen
    (:data:`SCLERA_ALBEDO_LINEAR`), and what is left off the skin-colour manifold of
