@@ -578,11 +578,12 @@ def estimate_appearance(
     # outlier test missed) are not taken as skin outside the features, nor anything far brighter than the
     # skin (lit background at the end of a brow, the white of the eye seen past the fitted lids).
     for t in tiles.values():
-        chroma, bright = _plausibility(t.albedo, tone)
+        seen = t.confidence > 0.0
+        chroma, bright = (x[0] for x in _plausibility(t.albedo[seen][None], tone))
         plausible = chroma * bright
         if t is face_tile:
-            plausible = np.where(reg.features, bright, plausible)
-        t.confidence = t.confidence * plausible.astype(np.float32)
+            plausible = np.where(reg.features[seen], bright, plausible)
+        t.confidence[seen] *= plausible.astype(np.float32)
     out = {}
     patches = _detail_patches(model, face_tile, reg, monotone)
     for tile, t in tiles.items():
@@ -1342,9 +1343,11 @@ def _take_off_shine(albedo: np.ndarray, confidence: np.ndarray, reg) -> tuple[np
     inside = cv2.distanceTransform(skin_only.astype(np.uint8), cv2.DIST_L2, 5)
     spec *= _smoothstep(inside, 0.0, SHINE_FADE_UV * size).astype(np.float32)
     out = albedo - spec[..., None]
-    lum = np.maximum(np.nan_to_num(out).mean(axis=2), 1e-6)
-    conf = confidence * np.clip(1.0 - spec / (SHINE_CONFIDENCE * lum), 0.0, 1.0)
-    return out, conf.astype(np.float32), float(spec[treat].mean()) if treat.any() else 0.0
+    conf = np.array(confidence, np.float32)
+    shiny = spec > 0.0
+    lum = np.maximum(np.nan_to_num(out[shiny]).mean(axis=1), 1e-6)
+    conf[shiny] *= np.clip(1.0 - spec[shiny] / (SHINE_CONFIDENCE * lum), 0.0, 1.0)
+    return out, conf, float(spec[treat].mean()) if treat.any() else 0.0
 
 
 def _plausibility(albedo: np.ndarray, tone: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
