@@ -163,6 +163,41 @@ def test_lighting_invariance(model, results):
     assert spread < INVARIANCE_MAX
 
 
+def test_fill_takes_the_skin_grain(model, points, world, results):
+    """The back of the head and the neck, never seen, take the seen skin's fine grain (by default) at about
+    the spread of the face's own grain, and stay smooth when asked; the seen texels are the same either way."""
+    from facetwin.texture.appearance import AppearanceOptions
+
+    scene, tiles, app, _ = results("tan", "front_white")
+    smooth = estimate_appearance(
+        model,
+        scene.photo,
+        scene.face,
+        fit_face(model, points, scene.photo, scene.face),
+        points=points,
+        texture_size=SIZE,
+        options=AppearanceOptions(skin_grain=False),
+    )
+
+    def grain(a, mask):
+        log = np.log(np.maximum(a, 1e-4))
+        return float(np.sqrt(np.mean((log - cv2.GaussianBlur(log, (0, 0), 2.0))[mask] ** 2)))
+
+    reg = face_regions(model, SIZE)
+    unseen = (app.confidence == 0) & tiles[0].any(axis=2) & ~reg.features
+    unseen = cv2.erode(unseen.astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool)
+    seen = (app.confidence > 0.9) & ~reg.features
+    assert unseen.sum() > 0.1 * SIZE * SIZE and seen.sum() > 0.05 * SIZE * SIZE
+    face_grain = grain(app.albedo_uv_linear, seen)
+    print(
+        f"\ngrain (log RMS finer than 2 texels): seen face {face_grain:.4f}, filled "
+        f"{grain(app.albedo_uv_linear, unseen):.4f}, filled without grain {grain(smooth.albedo_uv_linear, unseen):.4f}"
+    )
+    assert grain(smooth.albedo_uv_linear, unseen) < 0.2 * face_grain
+    assert 0.3 * face_grain < grain(app.albedo_uv_linear, unseen) < 1.5 * face_grain
+    np.testing.assert_allclose(app.albedo_uv_linear[seen], smooth.albedo_uv_linear[seen], atol=2e-3)
+
+
 @pytest.mark.parametrize("occluder", ["sunglasses", "hair"])
 def test_occluders_do_not_leak_into_the_skin(model, results, occluder):
     """Dark lenses or a strand of hair over the face: the albedo under them is skin, not black."""

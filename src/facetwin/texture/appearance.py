@@ -205,11 +205,14 @@ class AppearanceOptions:
         refine_geometry: let the photometric fit refine pose and shape (else light and albedo only).
         remove_shine: take specular highlights off the face tile.
         back_tile_scale: resolution of the back-of-head tile relative to the face tile.
+        skin_grain: lay the fine grain of the seen skin over what was filled (else the fill stays smooth:
+            nothing in the maps but what the photo showed and the smooth completion).
     """
 
     refine_geometry: bool = True
     remove_shine: bool = True
     back_tile_scale: float = BACK_TILE_SCALE
+    skin_grain: bool = True
 
 
 @dataclass(frozen=True)
@@ -585,7 +588,7 @@ def estimate_appearance(
             plausible = np.where(reg.features[seen], bright, plausible)
         t.confidence[seen] *= plausible.astype(np.float32)
     out = {}
-    patches = _detail_patches(model, face_tile, reg, monotone)
+    patches = _detail_patches(model, face_tile, reg, monotone) if options.skin_grain else np.zeros((0,))
     for tile, t in tiles.items():
         s = t.raster.size
         albedo = np.clip(np.nan_to_num(t.albedo), 0.0, 1.0)
