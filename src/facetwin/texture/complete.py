@@ -578,8 +578,10 @@ def add_skin_detail(
             f"texture_linear {tex.shape}, confidence {conf.shape}, valid {np.shape(valid)} and detail "
             f"{d.shape} disagree"
         )
-    gain = np.exp(np.clip(1.0 - conf, 0.0, 1.0)[..., None] * d)
-    return np.where(np.asarray(valid, bool)[..., None], tex * gain, tex).astype(np.float32)
+    weight = np.where(np.asarray(valid, bool), np.clip(1.0 - conf, 0.0, 1.0), 0.0).astype(np.float32)
+    gain = weight[..., None] * d
+    np.exp(gain, out=gain)
+    return gain * tex
 
 
 def pad_texture(texture_linear: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -625,5 +627,5 @@ def _push_pull(tex: np.ndarray, weight: np.ndarray) -> np.ndarray:
     s2 = cv2.resize(sums, half, interpolation=cv2.INTER_AREA).reshape(half[1], half[0], -1)
     coarse = _push_pull(s2 / np.maximum(w2, 1e-30)[..., None], w2)
     up = cv2.resize(coarse, (wt.shape[1], wt.shape[0]), interpolation=cv2.INTER_LINEAR)
-    tex[hole] = up.reshape(wt.shape[0], wt.shape[1], -1)[:h, :w][hole]
+    np.copyto(tex, up.reshape(wt.shape[0], wt.shape[1], -1)[:h, :w], where=hole[..., None])
     return tex
