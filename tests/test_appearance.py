@@ -86,6 +86,13 @@ def _errors(model, tiles, app) -> dict:
     }
 
 
+def _appearance(model, points, photo, face, **kwargs):
+    """:func:`estimate_appearance` of a photo's face after the landmark fit, on a SIZE tile."""
+    return estimate_appearance(
+        model, photo, face, fit_face(model, points, photo, face), points=points, texture_size=SIZE, **kwargs
+    )
+
+
 @pytest.fixture(scope="module")
 def results(model, points, world):
     """Appearance of every (tone, light) scene the tests ask for, computed once."""
@@ -105,14 +112,7 @@ def results(model, points, world):
                 world["visibility"],
                 occluder=occluder,
             )
-            app = estimate_appearance(
-                model,
-                scene.photo,
-                scene.face,
-                fit_face(model, points, scene.photo, scene.face),
-                points=points,
-                texture_size=SIZE,
-            )
+            app = _appearance(model, points, scene.photo, scene.face)
             cache[key] = (scene, tiles, app, _errors(model, tiles, app))
             save_debug_row(f"albedo_{tone}_{light}_{occluder}", [tiles[0], app.albedo_uv_linear])
         return cache[key]
@@ -169,15 +169,7 @@ def test_fill_takes_the_skin_grain(model, points, world, results):
     from facetwin.texture.appearance import AppearanceOptions
 
     scene, tiles, app, _ = results("tan", "front_white")
-    smooth = estimate_appearance(
-        model,
-        scene.photo,
-        scene.face,
-        fit_face(model, points, scene.photo, scene.face),
-        points=points,
-        texture_size=SIZE,
-        options=AppearanceOptions(skin_grain=False),
-    )
+    smooth = _appearance(model, points, scene.photo, scene.face, options=AppearanceOptions(skin_grain=False))
 
     def grain(a, mask):
         log = np.log(np.maximum(a, 1e-4))
@@ -473,9 +465,7 @@ def test_warm_stage_light_is_taken_from_the_eyes(model, points, photos_dir):
 
     photo = read_photo(photos_dir / "laos.jpg")
     face = detect_faces(photo.image_srgb).faces[0]
-    app = estimate_appearance(
-        model, photo, face, fit_face(model, points, photo, face), points=points, texture_size=SIZE
-    )
+    app = _appearance(model, points, photo, face)
     wb = app.metrics["white_balance"]
     assert wb["sclera_trust"] > 0.5, wb
     assert wb["light_cast_log"][0] - wb["light_cast_log"][2] > 0.5, wb  # warm: red up, blue down
@@ -493,9 +483,7 @@ def test_painted_dark_skin_keeps_its_tone_and_no_eye_whites(model, points, photo
 
     photo = read_photo(photos_dir / "face_paint.png")
     face = detect_faces(photo.image_srgb).faces[0]
-    app = estimate_appearance(
-        model, photo, face, fit_face(model, points, photo, face), points=points, texture_size=SIZE
-    )
+    app = _appearance(model, points, photo, face)
     assert app.skin["ita_deg"] < -30.0, app.skin
     reg = face_regions(model, SIZE)
     lum = app.albedo_uv_linear.mean(axis=2)
