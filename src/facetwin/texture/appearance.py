@@ -420,7 +420,7 @@ def estimate_appearance(
     from facetwin.frames import linear_to_srgb, srgb_to_linear
     from facetwin.render.shade import vertex_normals
     from facetwin.texture.complete import add_skin_detail, complete_texture, pad_texture, synthesize_detail
-    from facetwin.texture.delight import render_textured, visibility_ratio
+    from facetwin.texture.delight import render_textured, shading_linear, visibility_ratio
     from facetwin.texture.regions import face_regions
     from facetwin.texture.uvmap import MAX_SIZE, mirror_texels, tile_cm_per_uv, uv_raster
 
@@ -533,6 +533,7 @@ def estimate_appearance(
 
     t0 = time.perf_counter()
     back_size = max(64, round(size * options.back_tile_scale))
+    shade_v = _seen_light_colours(shading_linear(normals, ratio_v, sh), normals, verts, cam)
     tiles = {}
     for tile, s in ((0, size), (1, back_size)):
         tiles[tile] = _unwrap(
@@ -540,8 +541,7 @@ def estimate_appearance(
             uv_raster(model, tile, s),
             verts,
             normals,
-            ratio_v,
-            sh,
+            shade_v,
             cam,
             image_linear,
             capture,
@@ -588,7 +588,7 @@ def estimate_appearance(
             plausible = np.where(reg.features[seen], bright, plausible)
         t.confidence[seen] *= plausible.astype(np.float32)
     out = {}
-    patches = _detail_patches(model, face_tile, reg, monotone) if options.skin_grain else np.zeros((0,))
+    patches = _detail_patches(model, face_tile, reg, monotone) if options.skin_grain else np.zeros((0, 8, 8, 3))
     for tile, t in tiles.items():
         s = t.raster.size
         albedo = np.clip(np.nan_to_num(t.albedo), 0.0, 1.0)
@@ -966,19 +966,18 @@ def _seen_light_colours(shading: np.ndarray, normals: np.ndarray, verts: np.ndar
     return np.exp(level + held - held.mean(axis=1, keepdims=True))
 
 
-def _unwrap(model, uvr, verts, normals, ratio_v, sh, cam, image_linear, capture, occl_soft, view) -> _Tile:
+def _unwrap(model, uvr, verts, normals, shade_v, cam, image_linear, capture, occl_soft, view) -> _Tile:
     """Sample the photo into one tile with confidence, and divide by the shading (module docstring).
 
-    The shading is evaluated at the vertices (exact SH irradiance of the vertex normal, times the vertex's
-    visibility ratio) and interpolated across each triangle: second-order SH light varies far more slowly
-    than a 3 mm triangle.
+    The shading ``shade_v`` (V, 3) is given at the vertices (exact SH irradiance of the vertex normal, times
+    the vertex's visibility ratio, its colour held by :func:`_seen_light_colours`) and interpolated across
+    each triangle: second-order SH light varies far more slowly than a 3 mm triangle.
     """
-    from facetwin.texture.delight import SHADING_FLOOR, shading_linear
+    from facetwin.texture.delight import SHADING_FLOOR
 
     s = uvr.size
     idx = np.flatnonzero(uvr.valid.ravel())
-    shade_v = shading_linear(normals, ratio_v, sh)
-    shade_v = _seen_light_colours(shade_v, normals, verts, cam).astype(np.float64)
+    shade_v = np.asarray(shade_v, np.float64)
     albedo = np.full((s * s, 3), np.nan, np.float32)
     raw = np.full((s * s, 3), np.nan, np.float32)
     conf = np.zeros(s * s, np.float32)

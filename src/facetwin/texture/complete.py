@@ -429,7 +429,7 @@ def complete_texture(
 def skin_detail_patches(
     texture_linear: np.ndarray, source: np.ndarray, patch_px: int, count: int = DETAIL_PATCHES
 ) -> np.ndarray:
-    """Square patches of the fine skin detail of a well-seen region, for :func:`add_skin_detail`.
+    """Square patches of the fine skin detail of a well-seen region, for :func:`synthesize_detail`.
 
     The detail is the natural-log texture minus its Gaussian blur of :data:`DETAIL_SIGMA_PATCH` times the
     patch size, over the source texels alone (pores, fine lines; the skin's colour and shading stay out).
