@@ -187,12 +187,18 @@ def make_scene(
         pts = np.array([[0, y0 - 25], [top[2, 0] + 10, y0 - 6], [top[2, 0] + 10, y0 + 14], [0, y0 + 25]])
         cv2.fillPoly(img, [pts.astype(np.int32)], (0.03, 0.02, 0.012))
     lin = img.astype(np.float32)
-    srgb = np.round(linear_to_srgb(lin) * 255.0) / 255.0
     lm = lm2 + rng.normal(0.0, noise_px, lm2.shape)
     z = camera.to_camera(points.evaluate(vertices))[:, 2]
     lm3 = np.concatenate([lm, ((z - z.mean()) * FOCAL_PX / z.mean())[:, None]], axis=1).astype(np.float32)
     box = np.array([lm[:, 0].min(), lm[:, 1].min(), lm[:, 0].max(), lm[:, 1].max()])
-    photo = Photo(
+    face = Face(box=box, score=1.0, landmarks=lm3)
+    return Scene(encode_photo(lin), face, vertices, camera, tiles, sh_light, lin)
+
+
+def encode_photo(image_linear: np.ndarray) -> Photo:
+    """The 8-bit sRGB photo of a linear (HEIGHT, WIDTH, 3) render."""
+    srgb = np.round(linear_to_srgb(image_linear) * 255.0) / 255.0
+    return Photo(
         path="synthetic",
         image_srgb=srgb.astype(np.float32),
         width=WIDTH,
@@ -202,7 +208,6 @@ def make_scene(
         focal_px=FOCAL_PX,
         grayscale=False,
     )
-    return Scene(photo, Face(box=box, score=1.0, landmarks=lm3), vertices, camera, tiles, sh_light, lin)
 
 
 def cheek_ita(model, albedo_tile: np.ndarray) -> float:

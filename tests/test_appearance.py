@@ -22,6 +22,7 @@ import appearance_scenes as S
 from debug_images import save_debug_row
 from facetwin.pipeline import fit_face
 from facetwin.texture.appearance import (
+    SCENE_WHITE_ALBEDO,
     SCLERA_ALBEDO_LINEAR,
     WHITE_ALBEDO,
     _calibrate,
@@ -33,6 +34,7 @@ from facetwin.texture.appearance import (
     is_monotone,
     occluder_mask,
     render_appearance_overlay,
+    scene_white,
     shine_like,
 )
 from facetwin.texture.regions import face_regions
@@ -398,6 +400,106 @@ def test_calibration_takes_a_warm_light_from_the_sclera():
     magenta = {"pixels": 200, "albedo_linear": (np.array([1.0, 0.6, 1.0]) * 5.0).tolist()}
     _, _, wb_magenta = _calibrate(cheeks, magenta)
     assert wb_magenta["sclera_trust"] == 0.0
+
+
+def _vivid(linear: np.ndarray, k: float) -> np.ndarray:
+    """A vivid colour rendering: every pixel's zero-mean log RGB times ``k``, its log brightness kept."""
+    log = np.log(np.maximum(linear, 1e-6))
+    mean = log.mean(axis=-1, keepdims=True)
+    return np.exp(mean + k * (log - mean))
+
+
+def _oval(centre, axes, n: int = 36) -> np.ndarray:
+    t = np.linspace(0.0, 2.0 * np.pi, n, endpoint=False)
+    return np.stack([centre[0] + axes[0] * np.cos(t), centre[1] + axes[1] * np.sin(t)], axis=1)
+
+
+def test_scene_white_known_answers():
+    """A white card under the chin is found with its colour; skin-coloured, clipped, dim, tiny cards and
+    anything inside the face oval are not whites."""
+    rng = np.random.default_rng(0)
+    skin = np.array([0.4, 0.25, 0.18])
+    card = np.array([0.7, 0.68, 0.62])
+    oval = _oval((200.0, 150.0), (60.0, 80.0))
+
+    def photo(colour, box=(260, 330, 120, 280), inside=None):
+        img = np.full((400, 400, 3), [0.05, 0.06, 0.08])
+        face = np.zeros((400, 400), np.uint8)
+        cv2.fillPoly(face, [np.round(oval).astype(np.int32)], 1)
+        img[face.astype(bool)] = skin
+        y0, y1, x0, x1 = box
+        img[y0:y1, x0:x1] = colour
+        if inside is not None:
+            img[130:170, 170:230] = inside
+        return (img * np.exp(rng.normal(0.0, 0.01, img.shape))).astype(np.float32)
+
+    level = float(skin.mean())
+    area = cv2.contourArea(oval.astype(np.float32))
+    found = scene_white(photo(card), oval, level)
+    np.testing.assert_allclose(found["linear"], card, rtol=0.02)
+    assert found["share"] == pytest.approx(70 * 160 / area, rel=0.02)
+    # A white under slightly warm light (6000 K left in the photo) is still neutral enough.
+    warm = card * np.exp(planckian_cast_log(6000.0))
+    np.testing.assert_allclose(scene_white(photo(warm), oval, level)["linear"], warm, rtol=0.02)
+    for colour in (1.4 * skin, np.full(3, 0.96), np.full(3, 0.3)):  # skin-coloured, clipped, dimmer than 1.3x skin
+        assert scene_white(photo(colour), oval, level)["linear"] is None, colour
+    assert scene_white(photo(card, box=(300, 310, 195, 205)), oval, level)["linear"] is None  # a button
+    assert scene_white(photo(skin, inside=card), oval, level)["linear"] is None  # inside the face: the teeth
+
+
+def test_calibration_takes_the_scale_from_a_white_beside_the_face():
+    """A vivid photo (log chromaticity x1.4) of light skin reads as darker skin to the skin manifold; a white
+    beside the face, lit as the cheeks are (shading 1), pulls the scale back towards the truth (by its weight,
+    SCENE_WHITE_TRUST, as much as it can: neither cue is sure). A white that is really a gray lit as the
+    face (or a white lit less) lightens the skin by at most its weight's share of its error."""
+    rng = np.random.default_rng(0)
+    truth = skin_albedo_linear(0.04, 0.015)
+    light = 0.8
+    raw = _vivid(truth * light, 1.4) * np.exp(rng.normal(0.0, 0.02, (500, 3)))
+    blind_gains, blind, _ = _calibrate(raw, {"pixels": 0, "albedo_linear": None})
+    white = {"linear": [SCENE_WHITE_ALBEDO * light] * 3, "share": 0.5}
+    gains, skin, wb = _calibrate(raw, {"pixels": 0, "albedo_linear": None}, white=white, white_shading=np.ones(3))
+    assert wb["method"] == "skin+white" and wb["scene_white_weight"] == pytest.approx(0.6)
+    assert wb["scale_scene_white"] == pytest.approx(light, rel=0.02)
+    blind_err = math.log(np.exp(np.log(blind_gains).mean()) / light)
+    err = math.log(np.exp(np.log(gains).mean()) / light)
+    assert blind_err > math.log(1.4) and abs(err) < 0.45 * blind_err, (blind_err, err)
+    assert blind["ita_deg"] < ita_degrees(truth) - 20.0 and skin["ita_deg"] > blind["ita_deg"] + 10.0
+    # Colorimetric photo, with a white at half the albedo assumed: the skin lightens by 2 ** 0.6 at most.
+    raw = truth * light * np.exp(rng.normal(0.0, 0.02, (500, 3)))
+    plain_gains, _, _ = _calibrate(raw, {"pixels": 0, "albedo_linear": None})
+    gray = {"linear": [0.5 * SCENE_WHITE_ALBEDO * light] * 3, "share": 0.5}
+    gray_gains, _, _ = _calibrate(raw, {"pixels": 0, "albedo_linear": None}, white=gray, white_shading=np.ones(3))
+    ratio = float(np.exp(np.log(plain_gains / gray_gains).mean()))
+    assert 1.0 < ratio <= 2.0**0.6 + 0.02, ratio
+
+
+def test_white_collar_lightens_light_skin_in_a_vivid_photo(model, points, world):
+    """Light skin behind sunglasses (no whites of the eyes), the photo rendered vividly (log chromaticity
+    x1.35): the skin manifold reads it as darker skin. A white card under the chin, lit by the scene's
+    light as a surface facing the camera, brings the albedo's scale and ITA closer to the truth."""
+    from facetwin.texture.delight import shading_linear
+
+    tiles = S.skin_tiles(model, SIZE, S.TONES["light"])
+    light = S.lights()["front_white"]
+    scene = S.make_scene(
+        model, points, tiles, light, world["vertices"], world["camera"], world["visibility"], occluder="sunglasses"
+    )
+    facing = world["camera"].R.T @ np.array([0.0, 0.0, -1.0])
+    card = SCENE_WHITE_ALBEDO * shading_linear(facing[None], None, light)[0]
+    x0, y0, x1, y1 = scene.face.box
+    carded = scene.image_linear.copy()
+    carded[int(y1 + 0.1 * (y1 - y0)) :, int(x0) : int(x1)] = card
+    errs = {}
+    for name, image in (("plain", scene.image_linear), ("card", carded)):
+        app = _appearance(model, points, S.encode_photo(_vivid(image, 1.35)), scene.face)
+        errs[name] = (_errors(model, tiles, app), app.metrics["white_balance"])
+    print("\n" + "\n".join(f"{k}: {e} {wb}" for k, (e, wb) in errs.items()))
+    (plain, wb_plain), (carded_err, wb_card) = errs["plain"], errs["card"]
+    assert wb_plain["scene_white_weight"] == 0.0 and wb_card["scene_white_weight"] == pytest.approx(0.6)
+    assert plain["scale_offset"] < -0.25 and plain["ita_err"] < -12.0, plain
+    assert abs(carded_err["scale_offset"]) < 0.5 * abs(plain["scale_offset"]), (plain, carded_err)
+    assert abs(carded_err["ita_err"]) < 0.7 * abs(plain["ita_err"]), (plain, carded_err)
 
 
 def test_skin_chromaticity_fit_round_trip():

@@ -20,11 +20,14 @@
    (:data:`SCLERA_ALBEDO_LINEAR`), and what is left off the skin-colour manifold of
    :mod:`facetwin.texture.skin` on the cheeks is put down to the light too; then the one overall scale is
    the one that puts the cheeks on the manifold: the skin model fixes the brightness that goes with the
-   cheeks' chromaticity, so dark skin stays dark and light skin light whatever the exposure. Grayscale
-   and sepia photos have no chromaticity: their scale assumes the photo's white point is a white surface
-   lit as the cheeks are (:func:`_exposure_albedo`), and the albedo is gray. Where the whites of the eyes
-   are seen, their known albedo is a second, independent estimate of the scale, weighed in by how much
-   of them is seen (:func:`_calibrate`).
+   cheeks' chromaticity, so dark skin stays dark and light skin light whatever the exposure. Photos are
+   rarely colorimetric, though: a vivid rendering makes light skin look like darker skin to the manifold.
+   Where white surfaces are seen beside the face (a collar, a shirt, a wall: :func:`scene_white`), they
+   are taken for a white facing the camera under the fitted light, a second estimate of the scale weighed
+   in with the manifold's. Grayscale and sepia photos have no chromaticity: their scale assumes the
+   photo's white point is a white surface lit as the cheeks are (:func:`_exposure_albedo`), and the
+   albedo is gray. Where the whites of the eyes are seen, their known albedo is a further, independent
+   estimate of the scale, weighed in by how much of them is seen (:func:`_calibrate`).
 5. **Shine**: the specular highlights are taken off the face tile (dichromatic model,
    :func:`facetwin.texture.delight.remove_specular`).
 6. **Complete** (:func:`facetwin.texture.complete.complete_texture`): mirrored through the face's left-right
@@ -89,6 +92,28 @@ WHITE_POINT_QUANTILE = 0.995
 WHITE_ALBEDO = 0.9
 """Monotone photos: the photo's brightest (99.5 %) value is taken for a white surface of this albedo lit as
 the cheeks are."""
+SCENE_WHITE_ALBEDO = 0.8
+"""Colour photos: the brighter quarter of the neutral surfaces beside the face (a collar, a shirt, a wall) is
+taken for a white of this albedo facing the camera under the fitted light (white fabric and paint 0.7-0.9)."""
+SCENE_WHITE_REGION = (1.5, 1.0, 2.0)
+"""Where scene whites are looked for, in face-oval heights from the oval's centre: sideways, up, down."""
+SCENE_WHITE_EXCLUDE = 1.3
+"""The face oval scaled by this about its centre is left out (skin, hair and ears at the face's edge)."""
+SCENE_WHITE_MAX_CHROMA = 0.2
+"""Neutral: the norm of a pixel's zero-mean log RGB is at most this (gray, white, a faint cast); skin, even
+the palest, is above 0.35 in the shared photos."""
+SCENE_WHITE_OVER_SKIN = 1.3
+"""A white is brighter than any skin lit alike: candidates are at least this much brighter than the cheeks."""
+SCENE_WHITE_CLIP = 0.97
+"""Pixels with a channel at or above this (sRGB) are clipped: their brightness is a bound, not a value."""
+SCENE_WHITE_MIN_SHARE = 0.05
+"""Fewer neutral pixels than this share of the face oval's area (a button, a glint) give no estimate."""
+SCENE_WHITE_FULL_SHARE = 0.15
+"""From this share of the face oval's area on, the scene white has its full weight."""
+SCENE_WHITE_TRUST = 0.6
+"""At most this weight (log scale, against the skin manifold's) for the scene white. Neither cue is sure:
+photos are rarely colorimetric (a vivid rendering makes light skin look like darker skin to the manifold),
+and a "white" may be a gray or lit less than the face (which lightens the skin)."""
 SCLERA_SCALE_TRUST = 0.7
 """Largest weight of the whites of the eyes in the albedo's overall scale (a geometric mean with the skin
 model's or the exposure's estimate): their albedo is known, but lids and lashes shadow them more than the
@@ -557,10 +582,26 @@ def estimate_appearance(
     cheek = reg.cheeks & (face_tile.confidence > 0.5)
     if cheek.sum() < MIN_CHEEK_TEXELS:
         cheek = face_tile.confidence > 0.5
-    exposure, white = _exposure_albedo(image_linear, face_tile.raw[cheek]) if monotone else (None, None)
-    gains, skin, wb = _calibrate(face_tile.albedo[cheek], sclera, monotone=monotone, cheek_exposure=exposure)
+    cheek_raw = face_tile.raw[cheek]
     if monotone:
-        wb["white_level_linear"] = round(white, 5)
+        exposure, white_level = _exposure_albedo(image_linear, cheek_raw)
+        white = None
+    else:
+        exposure = white_level = None
+        white = scene_white(image_linear, oval_poly, float(np.nanmedian(cheek_raw.mean(axis=1))))
+    facing = cam.R.T @ np.array([0.0, 0.0, -1.0])  # head frame, towards the camera
+    gains, skin, wb = _calibrate(
+        face_tile.albedo[cheek],
+        sclera,
+        monotone=monotone,
+        cheek_exposure=exposure,
+        white=white,
+        white_shading=shading_linear(facing[None], None, sh)[0],
+    )
+    if monotone:
+        wb["white_level_linear"] = round(white_level, 5)
+    else:
+        wb["scene_white"] = white
     for t in tiles.values():
         t.albedo /= gains
     sh = sh * gains[None, :]
@@ -1143,15 +1184,23 @@ def _zero_mean(x):
 
 
 def _calibrate(
-    cheek_albedo: np.ndarray, sclera: dict, *, monotone: bool = False, cheek_exposure: float | None = None
+    cheek_albedo: np.ndarray,
+    sclera: dict,
+    *,
+    monotone: bool = False,
+    cheek_exposure: float | None = None,
+    white: dict | None = None,
+    white_shading: np.ndarray | None = None,
 ) -> tuple[np.ndarray, dict, dict]:
     """Per-channel gains that white-balance and scale the albedo (module docstring, step 4).
 
-    The overall scale is a weighted geometric mean of two estimates: the whites of the eyes, whose albedo
-    is known (:data:`SCLERA_ALBEDO_LINEAR`), weighed by how much of them is seen; and the skin-colour
-    manifold (colour photos: the brightness that goes with the cheeks' chromaticity; the eyes' weight is at
-    most :data:`SCLERA_SCALE_TRUST` and falls as the two disagree, :data:`SCLERA_SCALE_MAX_RATIO`) or the
-    photo's exposure (monotone photos: ``cheek_exposure``, a weaker guess than the eyes).
+    The overall scale is a weighted geometric mean of estimates. Colour photos: the skin-colour manifold
+    (the brightness that goes with the cheeks' chromaticity), and the white surfaces beside the face
+    (:func:`scene_white`, taken for :data:`SCENE_WHITE_ALBEDO` facing the camera), weighed in up to
+    :data:`SCENE_WHITE_TRUST` by how much of them there is. Monotone photos: the photo's exposure
+    (``cheek_exposure``). Then the whites of the eyes, whose albedo is known (:data:`SCLERA_ALBEDO_LINEAR`),
+    weighed by how much of them is seen (colour photos: at most :data:`SCLERA_SCALE_TRUST`, falling as
+    they disagree with the other estimate, :data:`SCLERA_SCALE_MAX_RATIO`).
 
     Args:
         cheek_albedo: (N, 3) delighted cheek texels, the light's units.
@@ -1159,6 +1208,9 @@ def _calibrate(
         monotone: gray or sepia photo: no chromaticity, the albedo stays gray.
         cheek_exposure: monotone photos: the cheeks' albedo by the photo's exposure
             (:func:`_exposure_albedo`).
+        white: colour photos: the scene white beside the face (:func:`scene_white`), or None.
+        white_shading: (3,) with ``white``: the fitted light's shading of a surface facing the camera (the
+            light's units), which the white is taken to be.
 
     Returns:
         gains: (3,) divide the albedo by these, multiply the light by them.
@@ -1200,6 +1252,14 @@ def _calibrate(
         off = _zero_mean(np.log(mean1) - np.log(first["albedo_linear"]))
         fit = _fit_chromaticity(mean1 / np.exp(off))
         scale_prior = fit["scale"]
+    scale_skin, w_white, scale_white = scale_prior, 0.0, None
+    if not monotone and white is not None and white.get("linear") is not None and white_shading is not None:
+        shading = np.asarray(white_shading, np.float64)
+        if np.all(np.isfinite(shading) & (shading > 0)):
+            per_channel = np.asarray(white["linear"], np.float64) / (SCENE_WHITE_ALBEDO * shading)
+            scale_white = float(np.exp(np.log(per_channel).mean()))
+            w_white = SCENE_WHITE_TRUST * min(1.0, float(white["share"]) / SCENE_WHITE_FULL_SHARE)
+            scale_prior = float(np.exp((1.0 - w_white) * math.log(scale_skin) + w_white * math.log(scale_white)))
     cast = cast + off
     mean2 = mean1 / np.exp(off)
     scale, w_scl = scale_prior, 0.0
@@ -1230,12 +1290,17 @@ def _calibrate(
             "manifold_log_residual": round(float(fit["log_residual"]), 5),
         }
     wb = {
-        "method": ("sclera+" if trust > 0 else "") + ("exposure" if monotone else "skin"),
+        "method": ("sclera+" if trust > 0 else "")
+        + ("exposure" if monotone else "skin")
+        + ("+white" if w_white > 0 else ""),
         "sclera_trust": round(trust, 3),
         "sclera_scale_weight": round(w_scl, 3),
+        "scene_white_weight": round(w_white, 3),
         "light_cast_log": [round(float(x), 4) for x in cast],
         "scale": round(float(scale), 5),
         "scale_without_sclera": round(float(scale_prior), 5),
+        "scale_skin_manifold": None if monotone else round(float(scale_skin), 5),
+        "scale_scene_white": None if scale_white is None else round(scale_white, 5),
     }
     return gains, skin, wb
 
@@ -1317,6 +1382,58 @@ def _exposure_albedo(image_linear: np.ndarray, cheek_raw: np.ndarray) -> tuple[f
     raw = raw[np.isfinite(raw)]
     level = float(np.median(raw)) if raw.size else white
     return WHITE_ALBEDO * level / white, white
+
+
+def scene_white(image_linear: np.ndarray, oval_poly: np.ndarray, skin_level: float) -> dict:
+    """The colour of the white surfaces beside a face (a collar, a shirt, a wall), for the albedo's scale.
+
+    Looks in a box around the face oval (:data:`SCENE_WHITE_REGION`), the oval itself left out
+    (:data:`SCENE_WHITE_EXCLUDE`), for pixels that are neutral (:data:`SCENE_WHITE_MAX_CHROMA`), brighter
+    than the skin (:data:`SCENE_WHITE_OVER_SKIN`) and not clipped (:data:`SCENE_WHITE_CLIP`); the white is
+    the median colour of the brighter quarter of them. Large photos are searched on a regular subsample.
+
+    Args:
+        image_linear: (H, W, 3) the photo, linear sRGB.
+        oval_poly: (K, 2) the face oval, photo pixels (:func:`facetwin.fit.photometric.face_oval_px`).
+        skin_level: the cheeks' typical brightness in the photo (mean of the channels, linear).
+
+    Returns:
+        dict: ``linear`` (3,) the white's colour in the photo (None when there are fewer neutral pixels
+        than :data:`SCENE_WHITE_MIN_SHARE` of the oval's area), ``share`` their count over the oval's area.
+    """
+    import cv2
+
+    from facetwin.frames import linear_to_srgb
+
+    img = np.asarray(image_linear, np.float32)
+    poly = np.asarray(oval_poly, np.float64)
+    h, w = img.shape[:2]
+    centre = poly.mean(axis=0)
+    height = max(float(np.ptp(poly[:, 1])), 1.0)
+    side, up, down = SCENE_WHITE_REGION
+    x0, x1 = max(int(centre[0] - side * height), 0), min(int(centre[0] + side * height) + 1, w)
+    y0, y1 = max(int(centre[1] - up * height), 0), min(int(centre[1] + down * height) + 1, h)
+    area = max(float(cv2.contourArea(poly.astype(np.float32))), 1.0)
+    if x1 <= x0 or y1 <= y0:
+        return {"linear": None, "share": 0.0}
+    step = max(1, math.ceil(math.sqrt((x1 - x0) * (y1 - y0) / 1.0e6)))
+    crop = img[y0:y1:step, x0:x1:step]
+    inside = np.zeros(crop.shape[:2], np.uint8)
+    ring = (centre + SCENE_WHITE_EXCLUDE * (poly - centre) - [x0, y0]) / step
+    cv2.fillPoly(inside, [np.round(ring * 16).astype(np.int32)], 1, shift=4)
+    level = crop.mean(axis=2)
+    cand = (inside == 0) & (level >= SCENE_WHITE_OVER_SKIN * skin_level) & (crop.min(axis=2) > 1e-4)
+    cand &= linear_to_srgb(crop.max(axis=2)) < SCENE_WHITE_CLIP
+    px = crop[cand].astype(np.float64)
+    log = np.log(px)
+    neutral = np.linalg.norm(log - log.mean(axis=1, keepdims=True), axis=1) <= SCENE_WHITE_MAX_CHROMA
+    px = px[neutral]
+    share = px.shape[0] * step * step / area
+    if share < SCENE_WHITE_MIN_SHARE:
+        return {"linear": None, "share": round(share, 4)}
+    bright = px.mean(axis=1)
+    white = np.median(px[bright >= np.quantile(bright, 0.75)], axis=0)
+    return {"linear": [round(float(x), 5) for x in white], "share": round(share, 4)}
 
 
 def _take_off_shine(albedo: np.ndarray, confidence: np.ndarray, reg) -> tuple[np.ndarray, np.ndarray, float]:
