@@ -441,7 +441,8 @@ def test_scene_white_known_answers():
     # A white under slightly warm light (6000 K left in the photo) is still neutral enough.
     warm = card * np.exp(planckian_cast_log(6000.0))
     np.testing.assert_allclose(scene_white(photo(warm), oval, level)["linear"], warm, rtol=0.02)
-    for colour in (1.4 * skin, np.full(3, 0.96), np.full(3, 0.3)):  # skin-coloured, clipped, dimmer than 1.3x skin
+    # Skin-coloured, clipped, dimmer than 1.3x the skin.
+    for colour in (1.4 * skin, np.full(3, 0.96), np.full(3, 0.3)):
         assert scene_white(photo(colour), oval, level)["linear"] is None, colour
     assert scene_white(photo(card, box=(300, 310, 195, 205)), oval, level)["linear"] is None  # a button
     assert scene_white(photo(skin, inside=card), oval, level)["linear"] is None  # inside the face: the teeth
@@ -458,7 +459,9 @@ def test_calibration_takes_the_scale_from_a_white_beside_the_face():
     raw = _vivid(truth * light, 1.4) * np.exp(rng.normal(0.0, 0.02, (500, 3)))
     blind_gains, blind, _ = _calibrate(raw, {"pixels": 0, "albedo_linear": None})
     white = {"linear": [SCENE_WHITE_ALBEDO * light] * 3, "share": 0.5}
-    gains, skin, wb = _calibrate(raw, {"pixels": 0, "albedo_linear": None}, white=white, white_shading=np.ones(3))
+    gains, skin, wb = _calibrate(
+        raw, {"pixels": 0, "albedo_linear": None}, white=white, white_shading=np.ones(3)
+    )
     assert wb["method"] == "skin+white" and wb["scene_white_weight"] == pytest.approx(0.6)
     assert wb["scale_scene_white"] == pytest.approx(light, rel=0.02)
     blind_err = math.log(np.exp(np.log(blind_gains).mean()) / light)
@@ -469,7 +472,9 @@ def test_calibration_takes_the_scale_from_a_white_beside_the_face():
     raw = truth * light * np.exp(rng.normal(0.0, 0.02, (500, 3)))
     plain_gains, _, _ = _calibrate(raw, {"pixels": 0, "albedo_linear": None})
     gray = {"linear": [0.5 * SCENE_WHITE_ALBEDO * light] * 3, "share": 0.5}
-    gray_gains, _, _ = _calibrate(raw, {"pixels": 0, "albedo_linear": None}, white=gray, white_shading=np.ones(3))
+    gray_gains, _, _ = _calibrate(
+        raw, {"pixels": 0, "albedo_linear": None}, white=gray, white_shading=np.ones(3)
+    )
     ratio = float(np.exp(np.log(plain_gains / gray_gains).mean()))
     assert 1.0 < ratio <= 2.0**0.6 + 0.02, ratio
 
@@ -483,7 +488,14 @@ def test_white_collar_lightens_light_skin_in_a_vivid_photo(model, points, world)
     tiles = S.skin_tiles(model, SIZE, S.TONES["light"])
     light = S.lights()["front_white"]
     scene = S.make_scene(
-        model, points, tiles, light, world["vertices"], world["camera"], world["visibility"], occluder="sunglasses"
+        model,
+        points,
+        tiles,
+        light,
+        world["vertices"],
+        world["camera"],
+        world["visibility"],
+        occluder="sunglasses",
     )
     facing = world["camera"].R.T @ np.array([0.0, 0.0, -1.0])
     card = SCENE_WHITE_ALBEDO * shading_linear(facing[None], None, light)[0]

@@ -13,8 +13,9 @@ from facetwin.texture.complete import (
     NEIGHBOUR_PAIRS,
     add_skin_detail,
     complete_texture,
+    detail_scales,
     pad_texture,
-    skin_detail_patches,
+    skin_detail_spread,
     synthesize_detail,
 )
 from facetwin.texture.uvmap import (
@@ -404,50 +405,72 @@ def _grain(shape, sigma_px: float, amplitude: float, seed: int) -> np.ndarray:
     return n * (amplitude / n.std())
 
 
-def test_skin_detail_patches_leave_out_moles():
-    """Patches come from the source only, as log detail (the colour taken off), and the one with a mole in
-    it is not among the calmest; a source with no whole window gives none."""
-    s, p = 128, 16
+def test_detail_scales_are_octaves_on_the_surface():
+    e = detail_scales(40.0)  # 40 texels per cm: 6 texels at the coarsest
+    np.testing.assert_allclose(e, [0.0, 0.75, 1.5, 3.0, 6.0])
+    # Half the resolution: the same coarse edges in cm, the finest band dropped.
+    np.testing.assert_allclose(detail_scales(20.0), [0.0, 0.75, 1.5, 3.0])
+    assert detail_scales(4.0).size == 2  # one band, the texel's own
+    assert detail_scales(2.0).size == 1  # texels coarser than the detail: no band
+    with pytest.raises(ValueError, match="texels_per_cm"):
+        detail_scales(0.0)
+
+
+def test_skin_detail_spread_known_answer():
+    """Gaussian grain, coarse or fine, shows in the bands that hold it, in proportion to its amplitude; the
+    colour, a mole and anything outside the source do not count; too small a source gives none."""
+    s = 256
+    edges = detail_scales(40.0)
     base = np.array([0.5, 0.3, 0.2], np.float32)
-    grain = _grain((s, s), 1.0, 0.05, 0)
-    tex = base * np.exp(grain)[..., None]
-    tex[40:44, 40:44] *= 0.2  # a mole
-    tex[:, 100:] = [0.0, 1.0, 0.0]  # not skin, outside the source
     source = np.zeros((s, s), bool)
-    source[:, :96] = True
-    patches = skin_detail_patches(tex, source, p, count=4)
-    assert patches.shape == (4, p, p, 3) and patches.dtype == np.float32
-    assert np.abs(patches).max() < 0.5  # the mole's log detail is about -1.6
-    assert np.abs(patches.mean()) < 0.02  # detail only: the colour is gone
-    assert np.allclose(patches[..., 0], patches[..., 1], atol=1e-4)  # gray grain stays gray
+    source[:, :190] = True
+
+    def spread(sigma, amplitude, mole=False):
+        tex = base * np.exp(_grain((s, s), sigma, amplitude, 0))[..., None]
+        if mole:
+            tex[40:44, 40:44] *= 0.2
+        tex[:, 200:] = [0.0, 1.0, 0.0]  # not skin, outside the source
+        return skin_detail_spread(tex, source, edges)
+
+    fine, broad = spread(0.7, 0.05), spread(3.0, 0.05)
+    assert fine.shape == (edges.size - 1, 3)
+    np.testing.assert_allclose(fine[:, 0], fine[:, 2], rtol=1e-3)  # gray grain, whatever the colour
+    assert fine[0, 0] > 3 * broad[0, 0] and broad[-1, 0] > 2 * fine[-1, 0], (fine, broad)
+    np.testing.assert_allclose(spread(0.7, 0.1), 2 * fine, rtol=0.02)  # log detail: linear in amplitude
+    np.testing.assert_allclose(spread(0.7, 0.05, mole=True), fine, rtol=0.03)
     tiny = np.zeros((s, s), bool)
-    tiny[:10, :10] = True
-    assert skin_detail_patches(tex, tiny, p).shape[0] == 0
-    with pytest.raises(ValueError, match="patch_px"):
-        skin_detail_patches(tex, source, 4)
+    tiny[:30, :30] = True  # 0.56 cm2 at 40 texels per cm
+    assert skin_detail_spread(np.broadcast_to(base, (s, s, 3)), tiny, edges).shape == (0, 3)
+    with pytest.raises(ValueError, match="edges"):
+        skin_detail_spread(np.broadcast_to(base, (s, s, 3)), source, [0.5, 1.0])
 
 
-def test_synthesize_detail_keeps_the_spread_and_grain():
-    """The synthesized field has the patches' spread and grain size (known-answer noise), is the same for
-    the same seed, tiles without a seam past its period, and moves the channels together."""
-    rng = np.random.default_rng(1)
-    for sigma in (1.0, 3.0):
-        grain = np.stack([_grain((64, 64), sigma, 0.04, k) for k in range(6)])[..., None]
-        patches = np.concatenate([grain, 0.5 * grain], axis=3)
-        field = synthesize_detail(1536, patches, seed=3)
-        assert field.shape == (1536, 1536, 2)
-        np.testing.assert_allclose(field.std(axis=(0, 1)), [0.04, 0.02], rtol=0.15)
-        # Grain: the mean step between neighbours over the spread, as in the patches.
-        step_in = np.abs(np.diff(grain[..., 0], axis=2)).mean() / grain.std()
-        step_out = np.abs(np.diff(field[..., 0], axis=1)).mean() / field[..., 0].std()
-        assert abs(step_out / step_in - 1.0) < 0.25, (sigma, step_in, step_out)
-        seam = np.abs(field[1023] - field[1024]).mean()
+def test_synthesize_detail_keeps_the_band_spreads():
+    """Round trip: the field synthesized from measured spreads measures as them (steep spectra of skin
+    seen through an upsampled photo included), is the same for the same seed, tiles without a seam past
+    its period, and moves the channels together."""
+    for texels_per_cm, size in ((35.0, 1024), (138.0, 2048)):
+        edges = detail_scales(texels_per_cm)
+        target = np.geomspace(0.002, 0.012, edges.size - 1)[:, None] * np.array([1.0, 0.8, 0.6])
+        field = synthesize_detail(size, target, edges, seed=3)
+        assert field.shape == (size, size, 3) and field.dtype == np.float32
+        got = skin_detail_spread(np.exp(field[:1024, :1024]), np.ones((1024, 1024), bool), edges)
+        np.testing.assert_allclose(got, target, rtol=0.15)
+        # The coarse bands, which hold most of the grain, closer still.
+        np.testing.assert_allclose(got[-2:], target[-2:], rtol=0.06)
+        seam = np.abs(field[1023] - field[1024]).mean() if size > 1024 else 0.0
         assert seam < 1.5 * np.abs(field[511] - field[512]).mean()
-        assert np.corrcoef(field[..., 0].ravel(), field[..., 1].ravel())[0, 1] > 0.99
-    np.testing.assert_array_equal(synthesize_detail(64, patches, 7), synthesize_detail(64, patches, 7))
-    assert not np.array_equal(synthesize_detail(64, patches, 7), synthesize_detail(64, patches, 8))
-    with pytest.raises(ValueError, match="patches"):
-        synthesize_detail(64, rng.standard_normal((4, 4, 4, 3)))
+        assert np.corrcoef(field[..., 0].ravel(), field[..., 2].ravel())[0, 1] > 0.99
+    edges = detail_scales(35.0)
+    target = np.full((edges.size - 1, 3), 0.01)
+    np.testing.assert_array_equal(
+        synthesize_detail(64, target, edges, 7), synthesize_detail(64, target, edges, 7)
+    )
+    assert not np.array_equal(
+        synthesize_detail(64, target, edges, 7), synthesize_detail(64, target, edges, 8)
+    )
+    with pytest.raises(ValueError, match="spread"):
+        synthesize_detail(64, target[:-1], edges)
 
 
 def test_add_skin_detail_only_where_filled():

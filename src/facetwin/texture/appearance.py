@@ -210,8 +210,6 @@ BRIGHT_IMPLAUSIBLE = math.log(2.2)
 Skin is seldom half as bright again as its own median; what is brighter is light the shading did not
 explain (a highlight left over, a crease the mesh lacks, lit hair or background at a grazing silhouette),
 and the fill would spread it as a glow. Darker texels are kept: stubble and moles are the person's."""
-DETAIL_PATCH_CM = 1.0
-"""Side of the patches of seen skin whose fine detail is laid over what was filled (about 1 cm)."""
 DETAIL_SOURCE_CONFIDENCE = 0.9
 """Texels seen at least this well are the source of the skin detail."""
 CHROMA_SIGMA = 0.02
@@ -444,7 +442,13 @@ def estimate_appearance(
     from facetwin.fit.photometric import face_oval_px, landmark_polygon, refine_photometric
     from facetwin.frames import linear_to_srgb, srgb_to_linear
     from facetwin.render.shade import vertex_normals
-    from facetwin.texture.complete import add_skin_detail, complete_texture, pad_texture, synthesize_detail
+    from facetwin.texture.complete import (
+        add_skin_detail,
+        complete_texture,
+        detail_scales,
+        pad_texture,
+        synthesize_detail,
+    )
     from facetwin.texture.delight import render_textured, shading_linear, visibility_ratio
     from facetwin.texture.regions import face_regions
     from facetwin.texture.uvmap import MAX_SIZE, mirror_texels, tile_cm_per_uv, uv_raster
@@ -629,7 +633,7 @@ def estimate_appearance(
             plausible = np.where(reg.features[seen], bright, plausible)
         t.confidence[seen] *= plausible.astype(np.float32)
     out = {}
-    patches = _detail_patches(model, face_tile, reg, monotone) if options.skin_grain else np.zeros((0, 8, 8, 3))
+    spread = _detail_spread(model, face_tile, reg, monotone) if options.skin_grain else np.zeros((0, 3))
     for tile, t in tiles.items():
         s = t.raster.size
         albedo = np.clip(np.nan_to_num(t.albedo), 0.0, 1.0)
@@ -637,11 +641,13 @@ def estimate_appearance(
             albedo = np.repeat(albedo.mean(axis=2, keepdims=True), 3, axis=2)
         done = complete_texture(albedo, t.confidence, mirror_texels(model, tile, s), t.raster.valid, tone)
         filled = done.texture_linear
-        if patches.shape[0]:
-            p = max(round(DETAIL_PATCH_CM * s / tile_cm_per_uv(model, tile)), 8)
-            tile_patches = np.stack([cv2.resize(q, (p, p), interpolation=cv2.INTER_AREA) for q in patches])
-            detail = synthesize_detail(s, tile_patches, tile)
-            filled = add_skin_detail(filled, done.confidence, t.raster.valid, detail)
+        if spread.shape[0]:
+            # The same octaves on the surface; a coarser tile has fewer of them, the finest dropped.
+            edges = detail_scales(s / tile_cm_per_uv(model, tile))
+            nb = min(edges.size - 1, spread.shape[0])
+            if nb:
+                detail = synthesize_detail(s, spread[-nb:], np.concatenate([[0.0], edges[-nb:]]), tile)
+                filled = add_skin_detail(filled, done.confidence, t.raster.valid, detail)
         tex = np.clip(pad_texture(filled, t.raster.valid), 0.0, 1.0)
         if s != (size if tile == 0 else back_size):
             tex = cv2.resize(tex, (s, s), interpolation=cv2.INTER_LINEAR)
@@ -1259,7 +1265,8 @@ def _calibrate(
             per_channel = np.asarray(white["linear"], np.float64) / (SCENE_WHITE_ALBEDO * shading)
             scale_white = float(np.exp(np.log(per_channel).mean()))
             w_white = SCENE_WHITE_TRUST * min(1.0, float(white["share"]) / SCENE_WHITE_FULL_SHARE)
-            scale_prior = float(np.exp((1.0 - w_white) * math.log(scale_skin) + w_white * math.log(scale_white)))
+            log_scale = (1.0 - w_white) * math.log(scale_skin) + w_white * math.log(scale_white)
+            scale_prior = float(np.exp(log_scale))
     cast = cast + off
     mean2 = mean1 / np.exp(off)
     scale, w_scl = scale_prior, 0.0
@@ -1487,21 +1494,24 @@ def _plausibility(albedo: np.ndarray, tone: np.ndarray) -> tuple[np.ndarray, np.
     return np.where(seen, chroma, 0.0), np.where(seen, bright, 0.0)
 
 
-def _detail_patches(model: HeadModel, face_tile: _Tile, reg, monotone: bool) -> np.ndarray:
-    """(K, P, P, 3) log-detail patches of :data:`DETAIL_PATCH_CM` from the well-seen plain skin of the face
-    tile (:func:`facetwin.texture.complete.skin_detail_patches`), the central band first (beards and hair
-    leave it bare); K = 0 when no patch of skin was seen whole."""
-    from facetwin.texture.complete import skin_detail_patches
+def _detail_spread(model: HeadModel, face_tile: _Tile, reg, monotone: bool) -> np.ndarray:
+    """(B, 3) band spreads of the fine detail of the well-seen plain skin of the face tile
+    (:func:`facetwin.texture.complete.skin_detail_spread`); (0, 3) when too little skin was seen.
+
+    The plainer of the cheeks and the central band, band by band: what lies on skin (a beard on the
+    cheeks, wrinkles and the nose's edges in the centre, a strand of hair) only adds detail, and the
+    neck, ears and scalp the fill covers are plain skin."""
+    from facetwin.texture.complete import detail_scales, skin_detail_spread
     from facetwin.texture.uvmap import tile_cm_per_uv
 
-    size = face_tile.raster.size
-    p = max(round(DETAIL_PATCH_CM * size / tile_cm_per_uv(model, 0)), 8)
+    edges = detail_scales(face_tile.raster.size / tile_cm_per_uv(model, 0))
     albedo = np.clip(np.nan_to_num(face_tile.albedo, nan=1.0), 1e-4, 1.0)
     if monotone:
         albedo = np.repeat(albedo.mean(axis=2, keepdims=True), 3, axis=2)
     plain = (face_tile.confidence > DETAIL_SOURCE_CONFIDENCE) & ~reg.features
-    patches = skin_detail_patches(albedo, plain & reg.core, p)
-    return patches if patches.shape[0] else skin_detail_patches(albedo, plain, p)
+    spreads = [skin_detail_spread(albedo, plain & region, edges) for region in (reg.core, reg.cheeks)]
+    spreads = [x for x in spreads if x.shape[0]]
+    return np.minimum.reduce(spreads) if spreads else skin_detail_spread(albedo, plain, edges)
 
 
 def _skin_tone(albedo: np.ndarray, region: np.ndarray, monotone: bool) -> np.ndarray:

@@ -60,13 +60,18 @@ _SCREEN_FLOOR = 1e-9
 solution (the fallback). Much smaller than any real screening, 1 / (0.1 * 256)^2 = 1.5e-3."""
 
 
-DETAIL_PATCHES = 8
-"""How many of the calmest windows of seen skin :func:`skin_detail_patches` keeps."""
 DETAIL_PERIOD = 1024
 """The synthesized detail repeats every this many texels (7 cm of the face at 4096): one FFT of this size
 instead of the whole tile's."""
-DETAIL_SIGMA_PATCH = 0.15
-"""The detail is what is finer than a Gaussian of this fraction of the patch (about 1.5 mm for 1 cm)."""
+DETAIL_COARSEST_CM = 0.15
+"""Skin detail is what is finer than a Gaussian of this (1.5 mm: pores, fine lines, not the skin's colour
+or shading); it is measured and synthesized in octaves below it (:func:`detail_scales`)."""
+DETAIL_FINEST_TEXELS = 0.5
+"""The finest octave edge, texels: finer bands are the texel's own (the first band runs from 0 to it)."""
+DETAIL_MIN_CM2 = 1.0
+"""A source of skin detail smaller than this gives no statistics (an empty spread)."""
+_DETAIL_RINGS = 64
+"""Log-spaced rings of frequency over which the synthesized detail's spectrum is summed to fit it."""
 
 
 @dataclass(frozen=True)
@@ -426,63 +431,73 @@ def complete_texture(
     return Completion(texture_linear=out, confidence=c_b)
 
 
-def skin_detail_patches(
-    texture_linear: np.ndarray, source: np.ndarray, patch_px: int, count: int = DETAIL_PATCHES
-) -> np.ndarray:
-    """Square patches of the fine skin detail of a well-seen region, for :func:`synthesize_detail`.
+def detail_scales(texels_per_cm: float) -> np.ndarray:
+    """Band edges of the skin detail at a texture's resolution: Gaussian sigmas, texels, finest first.
 
-    The detail is the natural-log texture minus its Gaussian blur of :data:`DETAIL_SIGMA_PATCH` times the
-    patch size, over the source texels alone (pores, fine lines; the skin's colour and shading stay out).
-    Windows of ``patch_px`` texels lying wholly in ``source`` are scored by the kurtosis of their detail
-    and the ``count`` with the lightest tails are returned: a mole or a lash in a patch would be repeated
-    over the fill.
+    ``0`` (the texture itself), then octaves ``DETAIL_COARSEST_CM * texels_per_cm / 2^k`` down to
+    :data:`DETAIL_FINEST_TEXELS`. Band ``k`` is the blur by edge ``k`` minus the blur by edge ``k + 1``.
+    Textures of the same surface at other resolutions share the coarse edges: a coarser one has fewer
+    bands, the finest ones dropped.
 
     Args:
-        texture_linear: (S, S, 3) linear texture.
-        source: (S, S) bool texels whose detail is the person's skin (well seen, plain skin).
-        patch_px: patch side in texels (>= 8).
-        count: the most patches returned.
+        texels_per_cm: the texture's resolution on the surface.
 
     Returns:
-        (K, P, P, 3) float32 log-detail patches, K in [0, count] (0 when no window fits in ``source``).
+        (B + 1,) float64 ascending, ``[0, ..., DETAIL_COARSEST_CM * texels_per_cm]``; just ``[0]`` (no band)
+        when the coarsest edge is under :data:`DETAIL_FINEST_TEXELS`: the detail is finer than a texel.
     """
-    import cv2
+    if not texels_per_cm > 0:
+        raise ValueError(f"texels_per_cm: expected > 0, got {texels_per_cm}")
+    edges = [DETAIL_COARSEST_CM * float(texels_per_cm)]
+    if edges[0] < DETAIL_FINEST_TEXELS:
+        return np.zeros(1)
+    while edges[-1] / 2.0 >= DETAIL_FINEST_TEXELS:
+        edges.append(edges[-1] / 2.0)
+    return np.array([0.0] + edges[::-1])
 
+
+def skin_detail_spread(texture_linear: np.ndarray, source: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Robust spread of each band of a well-seen region's fine skin detail, for :func:`synthesize_detail`.
+
+    The natural-log texture is split into the bands of ``edges`` (differences of Gaussian blurs over the
+    source texels alone, normalised, so nothing from outside leaks in); each band's spread is 1.4826
+    median absolute deviations over the source: moles, a lash or a hair widen the tails, not the spread.
+
+    Args:
+        texture_linear: (S, S, C) linear texture.
+        source: (S, S) bool texels whose detail is the person's skin (well seen, plain skin).
+        edges: (B + 1,) band edges (:func:`detail_scales`).
+
+    Returns:
+        (B, C) float64 spreads, finest band first; (0, C) when ``source`` holds fewer than
+        ``DETAIL_MIN_CM2`` worth of texels (taken from the coarsest edge).
+    """
     tex = np.asarray(texture_linear, np.float32)
     src = np.asarray(source, bool)
+    e = _check_edges(edges)
     if tex.ndim != 3 or src.shape != tex.shape[:2]:
-        raise ValueError(f"texture_linear (S, S, 3) and source (S, S) disagree: {tex.shape}, {src.shape}")
-    p = int(patch_px)
-    if p < 8:
-        raise ValueError(f"patch_px: expected >= 8, got {patch_px}")
+        raise ValueError(f"texture_linear (S, S, C) and source (S, S) disagree: {tex.shape}, {src.shape}")
+    texels_per_cm = e[-1] / DETAIL_COARSEST_CM
+    if src.sum() < DETAIL_MIN_CM2 * texels_per_cm**2:
+        return np.zeros((0, tex.shape[2]))
     rows, cols = np.flatnonzero(src.any(axis=1)), np.flatnonzero(src.any(axis=0))
-    if rows.size < p or cols.size < p:
-        return np.zeros((0, p, p, 3), np.float32)
     box = np.s_[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
     src = src[box]
     w = src.astype(np.float32)
     log = np.log(np.maximum(np.nan_to_num(tex[box], nan=1.0), 1e-4)) * w[..., None]
-    # The blur of the source texels alone (normalised), so nothing from outside leaks into the detail.
-    sigma = DETAIL_SIGMA_PATCH * p
-    base = _smooth(log, sigma) / np.maximum(_smooth(w, sigma), 1e-6)[..., None]
-    detail = (log - base) * w[..., None]
+    blurs = [log] + [_smooth(log, x) / np.maximum(_smooth(w, x), 1e-6)[..., None] for x in e[1:]]
+    spread = np.empty((e.size - 1, tex.shape[2]))
+    for k in range(e.size - 1):
+        band = (blurs[k] - blurs[k + 1])[src].astype(np.float64)
+        spread[k] = 1.4826 * np.median(np.abs(band - np.median(band, axis=0)), axis=0)
+    return spread
 
-    def window_sums(x: np.ndarray) -> np.ndarray:
-        ii = cv2.integral(x.astype(np.float64))
-        return ii[ys + p, xs + p] - ii[ys, xs + p] - ii[ys + p, xs] + ii[ys, xs]
 
-    stride = max(p // 4, 1)
-    ys, xs = np.mgrid[0 : src.shape[0] - p + 1 : stride, 0 : src.shape[1] - p + 1 : stride]
-    ys, xs = ys.ravel(), xs.ravel()
-    full = window_sums(w) > p * p - 0.5
-    ys, xs = ys[full], xs[full]
-    if ys.size == 0:
-        return np.zeros((0, p, p, 3), np.float32)
-    # Kurtosis: a mole or a lash is a heavy tail on the pores' spread, whatever the photo's sharpness.
-    d2 = (detail**2).sum(axis=2)
-    score = window_sums(d2**2) * (p * p) / np.maximum(window_sums(d2) ** 2, 1e-30)
-    best = np.argsort(score, kind="stable")[:count]
-    return np.stack([detail[ys[k] : ys[k] + p, xs[k] : xs[k] + p] for k in best]).astype(np.float32)
+def _check_edges(edges) -> np.ndarray:
+    e = np.asarray(edges, np.float64)
+    if e.ndim != 1 or e.size < 2 or e[0] != 0.0 or np.any(np.diff(e) <= 0):
+        raise ValueError(f"edges: expected ascending sigmas from 0 (detail_scales), got {edges!r}")
+    return e
 
 
 def _smooth(x: np.ndarray, sigma: float) -> np.ndarray:
@@ -492,61 +507,89 @@ def _smooth(x: np.ndarray, sigma: float) -> np.ndarray:
 
     k = max(int(sigma // 4), 1)
     if k == 1:
-        return cv2.GaussianBlur(x, (0, 0), sigma)
+        return cv2.GaussianBlur(x, (0, 0), sigma).reshape(x.shape)
     h, w = x.shape[:2]
     small = cv2.resize(x, (max(w // k, 1), max(h // k, 1)), interpolation=cv2.INTER_AREA)
     small = cv2.GaussianBlur(small, (0, 0), sigma / k)
-    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+    # cv2 drops a channel axis of length 1.
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR).reshape(x.shape)
 
 
-def synthesize_detail(size: int, patches: np.ndarray, seed: int = 0) -> np.ndarray:
-    """A (size, size, C) field of stationary skin detail with the spectrum of ``patches``.
+def _blur_transfer(sigma: float, n: int) -> np.ndarray:
+    """(n, n // 2 + 1) real transfer function of :func:`_smooth` by ``sigma`` (1 for 0) on an n-periodic grid."""
+    if sigma == 0.0:
+        return np.ones((n, n // 2 + 1))
+    delta = np.zeros((n, n), np.float32)
+    delta[n // 2, n // 2] = 1.0
+    return np.fft.rfft2(np.fft.ifftshift(_smooth(delta, sigma).astype(np.float64))).real
 
-    Copying the patches themselves repeats whatever they hold (a stubble hair, a pore that is darker than
-    the rest) as a visible pattern; only their statistics are kept instead: the radially averaged power
-    spectrum of each channel (Hann-windowed patches), which shapes one white noise shared by the channels
-    (skin detail is mostly brightness, so the channels move together). The field has each channel's
-    robust spread (1.4826 median absolute deviations: hairs and moles widen the tails, not the pores) and
-    no structure of its own. It is synthesized over :data:`DETAIL_PERIOD` texels at most and tiled (noise
-    made by an FFT is periodic, so the copies meet without a seam).
+
+def synthesize_detail(size: int, spread: np.ndarray, edges: np.ndarray, seed: int = 0) -> np.ndarray:
+    """A (size, size, C) field of stationary skin detail with the band spreads of the seen skin.
+
+    Copying seen skin repeats whatever it holds (a stubble hair, a pore darker than the rest) as a visible
+    pattern; only its statistics are kept instead: one white noise, shared by the channels (skin detail is
+    mostly brightness, so the channels move together), is shaped in the Fourier domain by a smooth radial
+    spectrum (log-linear between one node per band), solved for so that each band of the field (the
+    differences of Gaussians :func:`skin_detail_spread` measures with) has the spread asked of it. It is
+    synthesized over :data:`DETAIL_PERIOD` texels at most and tiled (noise made by an FFT is periodic, so
+    the copies meet without a seam).
 
     Args:
         size: S.
-        patches: (K, P, P, C) log-detail patches (:func:`skin_detail_patches`), K >= 1, P >= 8.
+        spread: (B, C) the spread of each band, finest first (:func:`skin_detail_spread`).
+        edges: (B + 1,) the bands' edges at this texture's resolution (:func:`detail_scales`).
         seed: the noise (the same seed gives the same field).
 
     Returns:
         (S, S, C) float32 log detail, mean 0.
     """
-    pt = np.asarray(patches, np.float64)
-    if pt.ndim != 4 or pt.shape[0] < 1 or pt.shape[1] != pt.shape[2] or pt.shape[1] < 8:
-        raise ValueError(f"patches: expected (K, P, P, C) with K >= 1 and P >= 8, got {pt.shape}")
-    p = pt.shape[1]
-    pt = pt - pt.mean(axis=(1, 2), keepdims=True)
-    hann = np.hanning(p + 2)[1:-1]
-    win = (hann[:, None] * hann[None, :])[None, :, :, None]
-    power = (np.abs(np.fft.fft2(pt * win, axes=(1, 2))) ** 2).mean(axis=0)  # (P, P, C)
-    fy, fx = np.meshgrid(np.fft.fftfreq(p), np.fft.fftfreq(p), indexing="ij")
-    radius = np.hypot(fy, fx)
-    edges = np.linspace(0.0, radius.max() + 1e-9, p // 2 + 2)
-    which = np.digitize(radius.ravel(), edges) - 1
-    counts = np.maximum(np.bincount(which, minlength=edges.size), 1)
-    centres = 0.5 * (edges[:-1] + edges[1:])
+    from scipy.optimize import least_squares
+
+    e = _check_edges(edges)
+    target = np.asarray(spread, np.float64)
+    if target.ndim != 2 or target.shape[0] != e.size - 1 or not np.all(np.isfinite(target) & (target >= 0)):
+        raise ValueError(f"spread: expected ({e.size - 1}, C) finite values >= 0, got {np.shape(spread)}")
     rng = np.random.default_rng(seed)
     n = min(int(size), DETAIL_PERIOD)
     noise = np.fft.rfft2(rng.standard_normal((n, n)))
-    gy, gx = np.meshgrid(np.fft.fftfreq(n), np.fft.rfftfreq(n), indexing="ij")
-    g_radius = np.hypot(gy, gx)
-    field = np.empty((n, n, pt.shape[3]), np.float32)
-    for c in range(pt.shape[3]):
-        radial = np.bincount(which, power[..., c].ravel(), minlength=edges.size)[: centres.size]
-        radial = radial / counts[: centres.size]
-        amp = np.sqrt(np.interp(g_radius, centres, radial, right=0.0))
+    # The transfer functions of the very blurs skin_detail_spread measures with (a sampled Gaussian of
+    # under a texel is far from the continuous one).
+    gauss = np.stack([_blur_transfer(x, n) for x in e])
+    bands = gauss[:-1] - gauss[1:]  # (B, n, n // 2 + 1)
+    # Half-spectrum weights: the columns with a conjugate twin count twice in the field's variance.
+    half = np.full(gauss.shape[2], 2.0)
+    half[0] = 1.0
+    if n % 2 == 0:
+        half[-1] = 1.0
+    half /= float(n) * n
+
+    # The field's variance density over frequency is a smooth radial profile (log-linear between one node
+    # per band); the nodes are solved for so that each band's expected variance is its target squared.
+    radius = np.sqrt(np.fft.fftfreq(n)[:, None] ** 2 + np.fft.rfftfreq(n)[None, :] ** 2)
+    rings = np.geomspace(0.5 / n, 0.75, _DETAIL_RINGS + 1)
+    ring = np.clip(np.digitize(radius.ravel(), rings) - 1, 0, _DETAIL_RINGS - 1)
+    ring_r = np.sqrt(rings[:-1] * rings[1:])
+    per_ring = np.stack(
+        [np.bincount(ring, (b**2 * half).ravel(), minlength=_DETAIL_RINGS) for b in bands]
+    )  # (B, rings): each band's variance per unit density in each ring
+    # Node k at the middle of band k's pass band: Nyquist-ward for the finest.
+    node_r = np.concatenate([[0.35], 1.0 / (2.0 * np.pi * np.sqrt(e[1:-1] * e[2:]))])
+    order = np.argsort(node_r)
+
+    def density(nodes: np.ndarray, r: np.ndarray) -> np.ndarray:
+        return np.exp(np.interp(np.log(r), np.log(node_r[order]), nodes[order]))
+
+    field = np.empty((n, n, target.shape[1]), np.float32)
+    for c in range(target.shape[1]):
+        goal = np.log(np.maximum(target[:, c], 1e-6 * max(target[:, c].max(), 1e-12)) ** 2)
+        first = goal - np.log(np.maximum(per_ring.sum(axis=1), 1e-30))
+        # Bounded: a band the grid barely resolves must not ask for an unbounded density.
+        bounds = (first.min() - 40.0, first.max() + 10.0)
+        fit = least_squares(lambda y, g=goal: np.log(per_ring @ density(y, ring_r)) - g, first, bounds=bounds)
+        amp = np.sqrt(density(fit.x, np.maximum(radius, 0.5 / n)))
         amp[0, 0] = 0.0
-        f = np.fft.irfft2(noise * amp, s=(n, n))
-        v = pt[..., c]
-        target = 1.4826 * float(np.median(np.abs(v - np.median(v))))
-        field[..., c] = f * (target / max(float(f.std()), 1e-12))
+        field[..., c] = np.fft.irfft2(noise * amp, s=(n, n))
     reps = -(-int(size) // n)
     return np.tile(field, (reps, reps, 1))[:size, :size]
 
