@@ -586,6 +586,30 @@ def test_warm_stage_light_is_taken_from_the_eyes(model, points, photos_dir):
     assert app.skin["ita_deg"] > 30.0, app.skin
 
 
+@pytest.mark.parametrize(
+    "name, ita_range",
+    [
+        ("grace_hopper.jpg", (0.0, 60.0)),
+        ("bryan_small_glasses.png", (0.0, 60.0)),
+        ("classroom_in_tanzania.jpg", (-90.0, -40.0)),
+    ],
+)
+def test_whites_beside_the_face_set_the_skin_tone(model, points, photos_dir, name, ita_range):
+    """No usable whites of the eyes (tinted lenses; a 115 px photo; a dim 100 px face): on the skin model
+    alone grace_hopper's old print read as brown skin (ITA -9 deg) and bryan as dark (-68 deg). The white
+    collar and the grey wall beside their faces, taken for a white, lighten their skin (about +18 and +14
+    deg at 1024); the white scarves around the Tanzanian girls' faces keep their skin dark (-76 deg)."""
+    from facetwin.detect import detect_faces
+    from facetwin.io import read_photo
+
+    photo = read_photo(photos_dir / name)
+    face = detect_faces(photo.image_srgb).faces[0]
+    app = _appearance(model, points, photo, face)
+    wb = app.metrics["white_balance"]
+    assert wb["scene_white_weight"] > 0.5, wb
+    assert ita_range[0] < app.skin["ita_deg"] < ita_range[1], (app.skin, wb)
+
+
 def test_painted_dark_skin_keeps_its_tone_and_no_eye_whites(model, points, photos_dir):
     """face_paint.png: dark skin with painted stripes and lips, eyes open. The skin stays dark (the paint
     is left out, not averaged in), and the face tile's eye regions (lids and lid margins) do not take the

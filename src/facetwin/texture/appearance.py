@@ -118,6 +118,8 @@ SCLERA_SCALE_TRUST = 0.7
 """Largest weight of the whites of the eyes in the albedo's overall scale (a geometric mean with the skin
 model's or the exposure's estimate): their albedo is known, but lids and lashes shadow them more than the
 fitted mesh does, so they read a little dark."""
+OVERLAY_MASK_PX = 512
+"""The overlay's confidence mask is rendered at most this many pixels across (it is smooth) and enlarged."""
 OVERLAY_CONFIDENCE_RAMP = (0.05, 0.3)
 """The re-rendered skin covers the photo in renders/overlay.png as the texture's confidence rises over this
 range: where the photo did not see skin (hair, a hand), the photo shows."""
@@ -726,6 +728,8 @@ def render_appearance_overlay(model: HeadModel, appearance: Appearance, image_sr
     Returns:
         (H, W, 3) uint8 sRGB.
     """
+    import cv2
+
     from facetwin.frames import linear_to_srgb
     from facetwin.render.preview import drawn_box
     from facetwin.texture.delight import render_textured, shading_linear
@@ -745,10 +749,11 @@ def render_appearance_overlay(model: HeadModel, appearance: Appearance, image_sr
     K[0, 2] -= x0
     K[1, 2] -= y0
 
-    def render(tiles, light, ratio, materials=None):
-        return render_textured(
-            model, appearance.fit.vertices, cam.R, cam.t, K, y1 - y0, x1 - x0, tiles, light, ratio, materials
-        )
+    def render(tiles, light, ratio, materials=None, scale=1.0):
+        k = K.copy()
+        k[:2] *= scale
+        size = (max(round((y1 - y0) * scale), 1), max(round((x1 - x0) * scale), 1))
+        return render_textured(model, appearance.fit.vertices, cam.R, cam.t, k, *size, tiles, light, ratio, materials)
 
     radiance, material = render(
         {0: appearance.albedo_uv_linear, 1: appearance.albedo_back_uv_linear},
@@ -756,12 +761,16 @@ def render_appearance_overlay(model: HeadModel, appearance: Appearance, image_sr
         appearance.vertex_visibility_ratio,
         overlay_materials(),
     )
-    # Where the photo saw skin, by the texture's confidence, rendered as an albedo under a unit light.
+    # Where the photo saw skin, by the texture's confidence, rendered as an albedo under a unit light; the
+    # confidence is smooth, so at most OVERLAY_MASK_PX across and enlarged (a large face renders twice).
     ambient = np.zeros((9, 3), np.float32)
     ambient[0] = 1.0
     unit_light = ambient / shading_linear(np.array([0.0, 0.0, 1.0]), None, ambient)
     confidence = np.repeat(appearance.confidence[..., None], 3, axis=2)
-    seen, _ = render({0: confidence, 1: np.zeros((2, 2, 3), np.float32)}, unit_light, None)
+    scale = min(1.0, OVERLAY_MASK_PX / max(x1 - x0, y1 - y0))
+    seen, _ = render({0: confidence, 1: np.zeros((2, 2, 3), np.float32)}, unit_light, None, scale=scale)
+    if seen.shape[:2] != radiance.shape[:2]:
+        seen = cv2.resize(seen, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
     # The face's skin only, as far as the photo saw it: eyes, mouth, hair over the forehead and the back
     # of the head stay the photo's.
     drawn = material == model.material_names.index("M_Face")
@@ -1505,13 +1514,13 @@ def _detail_spread(model: HeadModel, face_tile: _Tile, reg, monotone: bool) -> n
     from facetwin.texture.uvmap import tile_cm_per_uv
 
     edges = detail_scales(face_tile.raster.size / tile_cm_per_uv(model, 0))
-    albedo = np.clip(np.nan_to_num(face_tile.albedo, nan=1.0), 1e-4, 1.0)
-    if monotone:
-        albedo = np.repeat(albedo.mean(axis=2, keepdims=True), 3, axis=2)
+    # Monotone photos: one gray channel's spreads, for all three.
+    albedo = face_tile.albedo.mean(axis=2, keepdims=True) if monotone else face_tile.albedo
     plain = (face_tile.confidence > DETAIL_SOURCE_CONFIDENCE) & ~reg.features
     spreads = [skin_detail_spread(albedo, plain & region, edges) for region in (reg.core, reg.cheeks)]
     spreads = [x for x in spreads if x.shape[0]]
-    return np.minimum.reduce(spreads) if spreads else skin_detail_spread(albedo, plain, edges)
+    spread = np.minimum.reduce(spreads) if spreads else skin_detail_spread(albedo, plain, edges)
+    return np.repeat(spread, 3, axis=1) if monotone else spread
 
 
 def _skin_tone(albedo: np.ndarray, region: np.ndarray, monotone: bool) -> np.ndarray:

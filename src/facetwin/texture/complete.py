@@ -70,6 +70,8 @@ DETAIL_FINEST_TEXELS = 0.5
 """The finest octave edge, texels: finer bands are the texel's own (the first band runs from 0 to it)."""
 DETAIL_MIN_CM2 = 1.0
 """A source of skin detail smaller than this gives no statistics (an empty spread)."""
+_DETAIL_SAMPLES = 200_000
+"""At most about this many source texels are taken for the band spreads' medians."""
 _DETAIL_RINGS = 64
 """Log-spaced rings of frequency over which the synthesized detail's spectrum is summed to fit it."""
 
@@ -486,9 +488,12 @@ def skin_detail_spread(texture_linear: np.ndarray, source: np.ndarray, edges: np
     w = src.astype(np.float32)
     log = np.log(np.maximum(np.nan_to_num(tex[box], nan=1.0), 1e-4)) * w[..., None]
     blurs = [log] + [_smooth(log, x) / np.maximum(_smooth(w, x), 1e-6)[..., None] for x in e[1:]]
+    # A regular subsample is plenty for a median (and the whole source of a 4096 tile is millions).
+    where = np.flatnonzero(src.ravel())
+    where = where[:: max(1, where.size // _DETAIL_SAMPLES)]
     spread = np.empty((e.size - 1, tex.shape[2]))
     for k in range(e.size - 1):
-        band = (blurs[k] - blurs[k + 1])[src].astype(np.float64)
+        band = (blurs[k] - blurs[k + 1]).reshape(-1, tex.shape[2])[where].astype(np.float64)
         spread[k] = 1.4826 * np.median(np.abs(band - np.median(band, axis=0)), axis=0)
     return spread
 
