@@ -521,12 +521,17 @@ def _smooth(x: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def _blur_transfer(sigma: float, n: int) -> np.ndarray:
-    """(n, n // 2 + 1) real transfer function of :func:`_smooth` by ``sigma`` (1 for 0) on an n-periodic grid."""
+    """(n, n // 2 + 1) real transfer function of :func:`_smooth` by ``sigma`` (1 for 0) on an n-periodic grid.
+
+    The blur is separable (one 1-D kernel along rows and columns), so its transfer is the outer product of
+    the 1-D one, read off a blurred impulse in a single row (whose vertical pass is the identity).
+    """
     if sigma == 0.0:
         return np.ones((n, n // 2 + 1))
-    delta = np.zeros((n, n), np.float32)
-    delta[n // 2, n // 2] = 1.0
-    return np.fft.rfft2(np.fft.ifftshift(_smooth(delta, sigma).astype(np.float64))).real
+    delta = np.zeros((1, n), np.float32)
+    delta[0, n // 2] = 1.0
+    line = np.fft.ifftshift(_smooth(delta, sigma)[0].astype(np.float64))
+    return np.fft.fft(line).real[:, None] * np.fft.rfft(line).real[None, :]
 
 
 def synthesize_detail(size: int, spread: np.ndarray, edges: np.ndarray, seed: int = 0) -> np.ndarray:
