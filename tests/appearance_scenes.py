@@ -147,7 +147,8 @@ def make_scene(
     occluder: str | None = None,
     background_srgb=(0.45, 0.5, 0.55),
 ) -> Scene:
-    """Render a scene; ``occluder`` is None, "sunglasses" (dark lenses over both eyes) or "hair" (a dark
+    """Render a scene; ``occluder`` is None, "sunglasses" (dark lenses over both eyes), "glasses" (thin soft
+    frames around them) or "hair" (a dark
     strand across the forehead from the image border)."""
     import cv2
 
@@ -181,6 +182,19 @@ def make_scene(
             )
         bridge = camera.project(vertices[model.landmark68[[39, 42]]]).astype(int)
         cv2.line(img, tuple(bridge[0]), tuple(bridge[1]), (0.01, 0.012, 0.015), 4)
+    elif occluder == "glasses":
+        # Thin brown frames, soft as in a small or compressed photo: a rim around each eye and a bridge.
+        frame = np.zeros(img.shape[:2], np.float32)
+        thick = max(round(0.022 * face_px), 2)
+        for eye in (slice(36, 42), slice(42, 48)):
+            c = camera.project(vertices[model.landmark68[eye]]).mean(axis=0)
+            axes = (int(0.14 * face_px), int(0.09 * face_px))
+            cv2.ellipse(frame, (int(c[0]), int(c[1] + 0.02 * face_px)), axes, 0, 0, 360, 1.0, thick)
+        bridge = camera.project(vertices[model.landmark68[[39, 42]]])
+        mid_y = int(bridge[:, 1].mean() - 0.01 * face_px)
+        cv2.line(frame, (int(bridge[0, 0]), mid_y), (int(bridge[1, 0]), mid_y), 1.0, thick)
+        frame = cv2.GaussianBlur(frame, (0, 0), 0.006 * face_px)[..., None]
+        img = img * (1.0 - frame) + frame * np.array([0.035, 0.02, 0.012], np.float32)
     elif occluder == "hair":
         top = camera.project(vertices[model.landmark68[[17, 19, 24, 26]]])
         y0 = top[:, 1].min() - 12

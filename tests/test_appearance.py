@@ -192,12 +192,13 @@ def test_fill_takes_the_skin_grain(model, points, world, results):
     np.testing.assert_allclose(app.albedo_uv_linear[seen], smooth.albedo_uv_linear[seen], atol=2e-3)
 
 
-@pytest.mark.parametrize("occluder", ["sunglasses", "hair"])
+@pytest.mark.parametrize("occluder", ["sunglasses", "glasses", "hair"])
 def test_occluders_do_not_leak_into_the_skin(model, results, occluder):
-    """Dark lenses or a strand of hair over the face: the albedo under them is skin, not black."""
+    """Dark lenses, thin soft frames or a strand of hair over the face: the albedo under them is skin, not
+    black (without the frame test, 28 % of the ring's texels under thin frames were under 0.6)."""
     _scene, tiles, app, _ = results("light", "front_white", occluder)
     reg = face_regions(model, SIZE)
-    region = reg.eyes if occluder == "sunglasses" else reg.brows
+    region = reg.brows if occluder == "hair" else reg.eyes
     # Texels around the occluded feature: the skin ring within 3 % of the tile (brows and eyes may be
     # hidden and filled; the skin around them must not take the occluder's colour).
     import cv2
@@ -299,6 +300,35 @@ def test_occluder_mask_keeps_the_margins_of_features():
     strand[30:60, 40:160] = True  # 30 px thick, along the brow
     occl = occluder_mask(strand, oval, face_area_px=180.0 * 180.0, feature=feature)
     assert occl[30:60, 40:160].all() and not occl[90:93, 70:130].any()
+
+
+def test_occluder_mask_takes_a_frame_across_both_eyes_for_glasses():
+    """A thin band hugging one eye is its margin; a thin band that reaches both eyes (a frame with its
+    bridge) is a pair of glasses: it, the other thin bands at the eyes (the rims' fragments) and what the
+    rims enclose are occluders; a mark elsewhere on the face stays."""
+    h = w = 200
+    oval = np.zeros((h, w), bool)
+    oval[10:190, 10:190] = True
+    left, right = np.zeros((h, w), bool), np.zeros((h, w), bool)
+    left[80:90, 40:80] = True
+    right[80:90, 120:160] = True
+    feature = left | right
+    lashes = np.zeros((h, w), bool)
+    lashes[90:93, 40:80] = True  # under the left eye only: a margin
+    lashes[140:143, 90:110] = True  # a small mark on the cheek, far from the eyes
+    eyes = (left, right)
+    area = 180.0 * 180.0
+    assert not occluder_mask(lashes, oval, area, feature=feature, eyes=eyes)[90:93].any()
+    frame = lashes.copy()
+    cv2.ellipse(frame.view(np.uint8), (60, 85), (24, 10), 0, 0, 360, 1, 2)
+    cv2.ellipse(frame.view(np.uint8), (140, 85), (24, 10), 0, 0, 360, 1, 2)
+    frame[82:84, 84:116] = True  # the bridge
+    occl = occluder_mask(frame, oval, area, feature=feature, eyes=eyes)
+    assert occl[82:84, 84:116].all() and occl[85, 36] and occl[85, 164]
+    assert occl[92, 60]  # the lid band inside the rim goes with the frame
+    assert not occl[140:143, 90:110].any()
+    # Without the eyes, the frame is taken for the margin it hugs.
+    assert not occluder_mask(frame, oval, area, feature=feature)[82:84, 84:116].any()
 
 
 def test_shine_like_known_answers():

@@ -326,6 +326,7 @@ def occluder_mask(
     face_area_px: float,
     feature: np.ndarray | None = None,
     shine: np.ndarray | None = None,
+    eyes: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """Which outlier pixels of the photometric fit are occluders rather than marks on the skin.
 
@@ -333,7 +334,9 @@ def occluder_mask(
     from above, hands from below), or when their area is at least :data:`OCCLUDER_MIN_AREA` of the face and
     they are neither the margin of a feature (:data:`FEATURE_MARGIN_SHARE`) nor mostly shine
     (:data:`SHINE_BLOB_SHARE` of their pixels, :func:`shine_like`); smaller enclosed ones (moles, pores,
-    specks of shine) are not.
+    specks of shine) are not. A blob that reaches the margins of both eyes is the frame of a pair of
+    glasses, not a margin (lashes and lid shadow hug one eye): then every blob at the eyes' margins is part
+    of the frame, and what the frame encloses is hidden with it.
 
     Args:
         outlier: (h, w) bool outlier pixels of the photometric fit.
@@ -341,6 +344,7 @@ def occluder_mask(
         face_area_px: the face's area in these pixels.
         feature: (h, w) bool pixels of the eyes, brows, lips and nostrils, or None (no margins).
         shine: (h, w) bool pixels whose colour is the skin's with white light added, or None.
+        eyes: two (h, w) bool masks, the openings of the two eyes, or None (no glasses test).
 
     Returns:
         (h, w) bool occluder pixels, not yet widened.
@@ -355,9 +359,16 @@ def occluder_mask(
     touches = np.zeros(n, bool)
     touches[np.unique(labels[rim & outlier])] = True
     big = stats[:, cv2.CC_STAT_AREA] >= OCCLUDER_MIN_AREA * face_area_px
+    r = max(round(FEATURE_MARGIN_FACE * math.sqrt(face_area_px)), 1)
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1,) * 2)
+    frame = np.zeros(n, bool)
+    if eyes is not None:
+        at = [np.bincount(labels[cv2.dilate(e.astype(np.uint8), disc).astype(bool)], minlength=n) > 0 for e in eyes]
+        at[0][0] = at[1][0] = False
+        if (at[0] & at[1]).any():
+            frame = at[0] | at[1]
     if feature is not None and feature.any():
-        r = max(round(FEATURE_MARGIN_FACE * math.sqrt(face_area_px)), 1)
-        near = cv2.dilate(feature.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1,) * 2))
+        near = cv2.dilate(feature.astype(np.uint8), disc)
         share = np.bincount(labels[near.astype(bool)], minlength=n) / np.maximum(stats[:, cv2.CC_STAT_AREA], 1)
         # A margin is thin; a strand of hair or a frame along a brow is as close to it, but thicker.
         inside = cv2.distanceTransform(outlier.astype(np.uint8), cv2.DIST_L2, 3)
@@ -367,7 +378,7 @@ def occluder_mask(
         # A highlight on the nose or forehead is skin the shine removal will treat, not something over it.
         shiny = np.bincount(labels[shine & outlier], minlength=n) / np.maximum(stats[:, cv2.CC_STAT_AREA], 1)
         big &= shiny < SHINE_BLOB_SHARE
-    keep = big | touches
+    keep = big | touches | frame
     keep[0] = False
     # What an occluder encloses (an eye inside a sunglass lens, lips inside a beard) is hidden too: those
     # pixels are features, never skin candidates, so they are not outliers themselves.
@@ -504,12 +515,18 @@ def estimate_appearance(
         shift=8,
     )
     face_size_work = new_fit.face_size_px * view.scale
+    eye_work, eye_masks = [], []  # the eyes' openings: fixed-point polygons and masks of the crop
+    for which in ("left_eye", "right_eye"):
+        poly = landmark_polygon(face.landmarks, which)
+        eye_work.append(np.round(((poly - view.origin_px) * view.scale - 0.5) * 256).astype(np.int32))
+        eye_masks.append(cv2.fillPoly(np.zeros((h, w), np.uint8), [eye_work[-1]], 1, shift=8).astype(bool))
     occl = occluder_mask(
         phot.outlier_mask,
         oval_work.astype(bool),
         face_size_work**2,
         feature=phot.feature_mask,
         shine=shine_like(phot.view.image_linear, phot.rendered_linear, phot.skin_mask),
+        eyes=(eye_masks[0], eye_masks[1]),
     )
     # Features are never outliers (they are not skin candidates): what an occluder reaches into them (hair
     # over a brow, a frame over a lid) is hidden too, as far as OCCLUDER_INTO_FEATURES.
@@ -521,9 +538,8 @@ def estimate_appearance(
     occl = cv2.dilate(occl.astype(np.uint8), disc)
     # Lashes, liner and lid creases ring the eye with outliers, which the hole filling and widening above
     # would spread over the whole opening; whether an eye is covered is judged from its sclera below.
-    for which in ("left_eye", "right_eye"):
-        poly = landmark_polygon(face.landmarks, which)
-        cv2.fillPoly(occl, [np.round(((poly - view.origin_px) * view.scale - 0.5) * 256).astype(np.int32)], 0, shift=8)
+    for pts in eye_work:
+        cv2.fillPoly(occl, [pts], 0, shift=8)
     occl_soft = cv2.GaussianBlur(occl.astype(np.float32), (0, 0), max(r / 2.0, 0.5))
     # The whites of the eyes: the light's colour, and whether the eyes are seen at all (sunglasses).
     eyes = _sclera_samples(
