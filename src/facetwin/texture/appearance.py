@@ -114,6 +114,11 @@ SCENE_WHITE_TRUST = 0.6
 """At most this weight (log scale, against the skin manifold's) for the scene white. Neither cue is sure:
 photos are rarely colorimetric (a vivid rendering makes light skin look like darker skin to the manifold),
 and a "white" may be a gray or lit less than the face (which lightens the skin)."""
+SCENE_WHITE_BRIGHTNESS = (0.55, 0.85)
+"""sRGB brightness of the scene white from which it has any weight, and from which its full weight. A gray
+wall is neutral and brighter than dark skin too, and taken for a white it lightens the skin: dark skin (ITA
+-50) before a wall of sRGB 0.45 came out at ITA +5. The brighter a neutral surface is in a photo exposed for
+the face, the likelier it is white."""
 SCLERA_SCALE_TRUST = 0.7
 """Largest weight of the whites of the eyes in the albedo's overall scale (a geometric mean with the skin
 model's or the exposure's estimate): their albedo is known, but lids and lashes shadow them more than the
@@ -1228,7 +1233,8 @@ def _calibrate(
     The overall scale is a weighted geometric mean of estimates. Colour photos: the skin-colour manifold
     (the brightness that goes with the cheeks' chromaticity), and the white surfaces beside the face
     (:func:`scene_white`, taken for :data:`SCENE_WHITE_ALBEDO` facing the camera), weighed in up to
-    :data:`SCENE_WHITE_TRUST` by how much of them there is. Monotone photos: the photo's exposure
+    :data:`SCENE_WHITE_TRUST` by how much of them there is and how bright they are
+    (:data:`SCENE_WHITE_BRIGHTNESS`). Monotone photos: the photo's exposure
     (``cheek_exposure``). Then the whites of the eyes, whose albedo is known (:data:`SCLERA_ALBEDO_LINEAR`),
     weighed by how much of them is seen (colour photos: at most :data:`SCLERA_SCALE_TRUST`, falling as
     they disagree with the other estimate, :data:`SCLERA_SCALE_MAX_RATIO`).
@@ -1248,6 +1254,7 @@ def _calibrate(
         skin: the skin parameters of the corrected mean cheek albedo (None entries for monotone photos).
         wb: what went into the white balance and the scale.
     """
+    from facetwin.frames import linear_to_srgb
     from facetwin.texture.skin import ita_degrees, planckian_distance
 
     a = np.asarray(cheek_albedo, np.float64)
@@ -1289,7 +1296,12 @@ def _calibrate(
         if np.all(np.isfinite(shading) & (shading > 0)):
             per_channel = np.asarray(white["linear"], np.float64) / (SCENE_WHITE_ALBEDO * shading)
             scale_white = float(np.exp(np.log(per_channel).mean()))
-            w_white = SCENE_WHITE_TRUST * min(1.0, float(white["share"]) / SCENE_WHITE_FULL_SHARE)
+            level = float(linear_to_srgb(np.float32(np.mean(white["linear"]))))
+            w_white = (
+                SCENE_WHITE_TRUST
+                * min(1.0, float(white["share"]) / SCENE_WHITE_FULL_SHARE)
+                * float(_smoothstep(level, *SCENE_WHITE_BRIGHTNESS))
+            )
             log_scale = (1.0 - w_white) * math.log(scale_skin) + w_white * math.log(scale_white)
             scale_prior = float(np.exp(log_scale))
     cast = cast + off
