@@ -30,6 +30,7 @@ from facetwin.texture.appearance import (
     _plausibility,
     _seen_light_colours,
     _take_off_shine,
+    dark_lines_at_eyes,
     estimate_appearance,
     is_monotone,
     occluder_mask,
@@ -303,9 +304,11 @@ def test_occluder_mask_keeps_the_margins_of_features():
 
 
 def test_occluder_mask_takes_a_frame_across_both_eyes_for_glasses():
-    """A thin band hugging one eye is its margin; a thin band that reaches both eyes (a frame with its
-    bridge) is a pair of glasses: it, the other thin bands at the eyes (the rims' fragments) and what the
-    rims enclose are occluders; a mark elsewhere on the face stays."""
+    """A thin band hugging one eye is its margin; a thin band that reaches both eyes across the bridge (a
+    frame) is a pair of glasses: the eyes' surroundings within FRAME_RIM_FACE, the bands that reach them
+    (the rims' fragments) and what the rims enclose are occluders; a mark elsewhere on the face stays. A band
+    that reaches both eyes around the outside (hair, a scarf) is no frame. Dark lines that are not outliers
+    (a soft frame) join the outliers for this test only."""
     h = w = 200
     oval = np.zeros((h, w), bool)
     oval[10:190, 10:190] = True
@@ -325,10 +328,46 @@ def test_occluder_mask_takes_a_frame_across_both_eyes_for_glasses():
     frame[82:84, 84:116] = True  # the bridge
     occl = occluder_mask(frame, oval, area, feature=feature, eyes=eyes)
     assert occl[82:84, 84:116].all() and occl[85, 36] and occl[85, 164]
-    assert occl[92, 60]  # the lid band inside the rim goes with the frame
-    assert not occl[140:143, 90:110].any()
+    assert occl[92, 60] and occl[104, 60]  # the lid band, and the skin within 18 px of the eye
+    assert not occl[140:143, 90:110].any() and not occl[115:125].any()
     # Without the eyes, the frame is taken for the margin it hugs.
     assert not occluder_mask(frame, oval, area, feature=feature)[82:84, 84:116].any()
+    # A soft frame: only its rims are outliers; its bridge is a dark line.
+    rims = frame.copy()
+    rims[82:84, 84:116] = False
+    bridge = np.zeros((h, w), bool)
+    bridge[82:84, 84:116] = True
+    assert not occluder_mask(rims, oval, area, feature=feature, eyes=eyes)[92, 60]
+    assert occluder_mask(rims, oval, area, feature=feature, eyes=eyes, lines=bridge)[92, 60]
+    # A thin band from one eye's outer corner over the brows to the other's: not across the bridge.
+    scarf = lashes.copy()
+    cv2.ellipse(scarf.view(np.uint8), (100, 85), (62, 40), 0, 180, 360, 1, 2)
+    assert not occluder_mask(scarf, oval, area, feature=feature, eyes=eyes)[90:93].any()
+
+
+def test_dark_lines_at_eyes_known_answers():
+    """On flat skin: a 2 px line 25 % darker around an eye and across the bridge is found, the same line
+    5 % darker is not, nor one far from the eyes, nor a broad shadow (wider than FRAME_MAX_THICKNESS)."""
+    h = w = 200
+    skin = np.full((h, w, 3), 0.3, np.float32)
+    candidate = np.ones((h, w), bool)
+    eye_l = np.array([[40.0, 85.0], [60.0, 80.0], [80.0, 85.0], [60.0, 90.0]])
+    eye_r = eye_l + [80.0, 0.0]
+    ring = np.zeros((h, w), np.uint8)
+    cv2.ellipse(ring, (60, 85), (26, 12), 0, 0, 360, 1, 2)
+    cv2.line(ring, (86, 84), (114, 84), 1, 2)
+    far = np.zeros((h, w), np.uint8)
+    cv2.line(far, (60, 160), (140, 160), 1, 2)
+    shadow = np.zeros((h, w), bool)
+    shadow[100:130, 120:170] = True  # 30 px: six times FRAME_MAX_THICKNESS of a 100 px face
+    for darker, found in ((0.75, True), (0.95, False)):
+        img = skin.copy()
+        img[(ring | far).astype(bool)] *= darker
+        img[shadow] *= 0.5
+        lines = dark_lines_at_eyes(img, candidate, [eye_l, eye_r], face_size_px=100.0)
+        share = lines[ring.astype(bool)].mean()
+        assert share > 0.9 if found else share == 0.0, share
+        assert not lines[far.astype(bool)].any() and lines[shadow].mean() < 0.02
 
 
 def test_shine_like_known_answers():

@@ -159,6 +159,17 @@ camera at least this much and lit at least this fraction of their median (:func:
 smiling_woman's cheeks turned green where the fitted light was dim and extrapolated."""
 SHADING_MIN_FRACTION = 0.05
 """Texels whose shading is under this fraction of the face's median are in shadow: no confidence."""
+FRAME_RIM_FACE = 0.1
+"""Face sizes: once a frame is found, what lies this near an eye's opening is lens or rim, and the outliers
+and dark lines that reach it are the rest of the frame (:func:`occluder_mask`): a soft frame is only partly
+an outlier, and the skin seen through a lens is bent and tinted."""
+BRIDGE_HALF_HEIGHT = 0.3
+"""How far above or below the line through the eyes' centres (in eye distances) a frame's bridge may cross
+(:func:`occluder_mask`)."""
+FRAME_MAX_THICKNESS = 0.05
+"""Face sizes: dark lines up to this thick are found (a closing of this size fills them)."""
+FRAME_DARKER = 1.15
+"""A candidate pixel this much darker than the closing of its surroundings lies on a dark line."""
 OCCLUDER_MIN_AREA = 0.004
 """Outlier blobs smaller than this fraction of the face's area (about 1 cm^2) are marks on the skin (moles,
 pores, specks of shine) and stay in the texture; larger ones, or any that reach the edge of the face oval,
@@ -332,6 +343,7 @@ def occluder_mask(
     feature: np.ndarray | None = None,
     shine: np.ndarray | None = None,
     eyes: tuple[np.ndarray, np.ndarray] | None = None,
+    lines: np.ndarray | None = None,
 ) -> np.ndarray:
     """Which outlier pixels of the photometric fit are occluders rather than marks on the skin.
 
@@ -339,9 +351,10 @@ def occluder_mask(
     from above, hands from below), or when their area is at least :data:`OCCLUDER_MIN_AREA` of the face and
     they are neither the margin of a feature (:data:`FEATURE_MARGIN_SHARE`) nor mostly shine
     (:data:`SHINE_BLOB_SHARE` of their pixels, :func:`shine_like`); smaller enclosed ones (moles, pores,
-    specks of shine) are not. A blob that reaches the margins of both eyes is the frame of a pair of
-    glasses, not a margin (lashes and lid shadow hug one eye): then every blob at the eyes' margins is part
-    of the frame, and what the frame encloses is hidden with it.
+    specks of shine) are not. A blob that reaches the margins of both eyes across the bridge between them
+    is the frame of a pair of glasses, not a margin (lashes and lid shadow hug one eye; hair or a scarf may
+    reach both eyes from the sides): then all within :data:`FRAME_RIM_FACE` of the eyes, the blobs that
+    reach it and what the frame encloses are hidden.
 
     Args:
         outlier: (h, w) bool outlier pixels of the photometric fit.
@@ -350,6 +363,8 @@ def occluder_mask(
         feature: (h, w) bool pixels of the eyes, brows, lips and nostrils, or None (no margins).
         shine: (h, w) bool pixels whose colour is the skin's with white light added, or None.
         eyes: two (h, w) bool masks, the openings of the two eyes, or None (no glasses test).
+        lines: (h, w) bool pixels on thin dark lines at the eyes (:func:`dark_lines_at_eyes`), or None: they
+            join the outliers for the glasses test only (a soft frame is only partly an outlier).
 
     Returns:
         (h, w) bool occluder pixels, not yet widened.
@@ -366,12 +381,23 @@ def occluder_mask(
     big = stats[:, cv2.CC_STAT_AREA] >= OCCLUDER_MIN_AREA * face_area_px
     r = max(round(FEATURE_MARGIN_FACE * math.sqrt(face_area_px)), 1)
     disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1,) * 2)
-    frame = np.zeros(n, bool)
-    if eyes is not None:
-        at = [np.bincount(labels[cv2.dilate(e.astype(np.uint8), disc).astype(bool)], minlength=n) > 0 for e in eyes]
+    frame = np.zeros_like(outlier, bool)
+    if eyes is not None and eyes[0].any() and eyes[1].any():
+        joined = outlier if lines is None else outlier | lines
+        n_j, lab_j = cv2.connectedComponents(joined.astype(np.uint8), connectivity=8)
+        at = [np.bincount(lab_j[cv2.dilate(e.astype(np.uint8), disc).astype(bool)], minlength=n_j) > 0 for e in eyes]
         at[0][0] = at[1][0] = False
-        if (at[0] & at[1]).any():
-            frame = at[0] | at[1]
+        crossing = np.zeros(n_j, bool)
+        crossing[np.unique(lab_j[_between_eyes(eyes) & joined])] = True
+        if (at[0] & at[1] & crossing).any():
+            rim = max(round(FRAME_RIM_FACE * math.sqrt(face_area_px)), 1)
+            zone = cv2.dilate(
+                (eyes[0] | eyes[1]).astype(np.uint8),
+                cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * rim + 1,) * 2),
+            ).astype(bool)
+            in_zone = np.bincount(lab_j[zone], minlength=n_j) > 0
+            in_zone[0] = False
+            frame = zone | (in_zone | crossing)[lab_j]
     if feature is not None and feature.any():
         near = cv2.dilate(feature.astype(np.uint8), disc)
         share = np.bincount(labels[near.astype(bool)], minlength=n) / np.maximum(stats[:, cv2.CC_STAT_AREA], 1)
@@ -383,11 +409,65 @@ def occluder_mask(
         # A highlight on the nose or forehead is skin the shine removal will treat, not something over it.
         shiny = np.bincount(labels[shine & outlier], minlength=n) / np.maximum(stats[:, cv2.CC_STAT_AREA], 1)
         big &= shiny < SHINE_BLOB_SHARE
-    keep = big | touches | frame
+    keep = big | touches
     keep[0] = False
     # What an occluder encloses (an eye inside a sunglass lens, lips inside a beard) is hidden too: those
     # pixels are features, never skin candidates, so they are not outliers themselves.
-    return binary_fill_holes(keep[labels])
+    return binary_fill_holes(keep[labels] | frame)
+
+
+def _between_eyes(eyes: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """(h, w) bool: the bridge between two eye masks, where a glasses frame crosses from one eye to the
+    other: between the eyes' inner ends along the line through their centres, and within
+    :data:`BRIDGE_HALF_HEIGHT` of their distance from that line."""
+    h, w = eyes[0].shape
+    centres = [np.argwhere(e).mean(axis=0) for e in eyes]  # (row, col)
+    axis = centres[1] - centres[0]
+    dist = max(float(np.linalg.norm(axis)), 1e-6)
+    axis /= dist
+    rc = np.stack(np.mgrid[0:h, 0:w], axis=-1).astype(np.float64) - centres[0]
+    along = rc @ axis
+    across = np.abs(rc @ np.array([-axis[1], axis[0]]))
+    inner0, inner1 = float(along[eyes[0]].max()), float(along[eyes[1]].min())
+    return (along > inner0) & (along < inner1) & (across < BRIDGE_HALF_HEIGHT * dist)
+
+
+def dark_lines_at_eyes(
+    image_linear: np.ndarray, candidate: np.ndarray, eye_polys: list[np.ndarray], face_size_px: float
+) -> np.ndarray:
+    """Candidate skin pixels on thin dark lines around and between the eyes: where glasses frames run.
+
+    A soft frame in a small photo is only a little darker than the skin, and much of it passes the
+    photometric fit's residual test; a morphological black-hat (a closing of :data:`FRAME_MAX_THICKNESS`
+    less the image, in log brightness) finds it as a line :data:`FRAME_DARKER` darker than its
+    surroundings. Lid creases and lashes are such lines too: only when these pixels and the outliers join
+    the two eyes across the bridge does :func:`occluder_mask` take them for a frame.
+
+    Args:
+        image_linear: (h, w, 3) the photo, linear.
+        candidate: (h, w) bool pixels that could be skin.
+        eye_polys: the two eyes' openings, (P, 2) float pixel positions each.
+        face_size_px: the face's size in these pixels.
+
+    Returns:
+        (h, w) bool, within ``candidate``.
+    """
+    import cv2
+
+    h, w = candidate.shape
+    if candidate.sum() < 16:
+        return np.zeros((h, w), bool)
+    # Where a frame may run: within FRAME_RIM_FACE of the hull of the two eyes (the bridge included).
+    zone = np.zeros((h, w), np.uint8)
+    cv2.fillPoly(zone, [cv2.convexHull(np.round(np.concatenate(eye_polys) * 16).astype(np.int32))], 1, shift=4)
+    rim = max(round(FRAME_RIM_FACE * face_size_px), 1)
+    zone = cv2.dilate(zone, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * rim + 1,) * 2))
+    lum = np.asarray(image_linear, np.float32).mean(axis=2)
+    # Floored at a tenth of the skin's level: in deep shadow, noise is a large ratio.
+    log = np.log(np.maximum(lum, 0.1 * float(np.median(lum[candidate]))))
+    k = max(3, round(FRAME_MAX_THICKNESS * face_size_px) | 1)
+    closing = cv2.morphologyEx(log, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+    return candidate & zone.astype(bool) & (closing - log > math.log(FRAME_DARKER))
 
 
 def shine_like(observed_linear: np.ndarray, rendered_linear: np.ndarray, skin: np.ndarray) -> np.ndarray:
@@ -520,11 +600,9 @@ def estimate_appearance(
         shift=8,
     )
     face_size_work = new_fit.face_size_px * view.scale
-    eye_work, eye_masks = [], []  # the eyes' openings: fixed-point polygons and masks of the crop
-    for which in ("left_eye", "right_eye"):
-        poly = landmark_polygon(face.landmarks, which)
-        eye_work.append(np.round(((poly - view.origin_px) * view.scale - 0.5) * 256).astype(np.int32))
-        eye_masks.append(cv2.fillPoly(np.zeros((h, w), np.uint8), [eye_work[-1]], 1, shift=8).astype(bool))
+    eye_crop = [(landmark_polygon(face.landmarks, k) - view.origin_px) * view.scale - 0.5 for k in ("left_eye", "right_eye")]
+    eye_work = [np.round(p * 256).astype(np.int32) for p in eye_crop]  # fixed point, 8 bits
+    eye_masks = [cv2.fillPoly(np.zeros((h, w), np.uint8), [p], 1, shift=8).astype(bool) for p in eye_work]
     occl = occluder_mask(
         phot.outlier_mask,
         oval_work.astype(bool),
@@ -532,6 +610,7 @@ def estimate_appearance(
         feature=phot.feature_mask,
         shine=shine_like(phot.view.image_linear, phot.rendered_linear, phot.skin_mask),
         eyes=(eye_masks[0], eye_masks[1]),
+        lines=dark_lines_at_eyes(view.image_linear, phot.candidate_mask, eye_crop, face_size_work),
     )
     # Features are never outliers (they are not skin candidates): what an occluder reaches into them (hair
     # over a brow, a frame over a lid) is hidden too, as far as OCCLUDER_INTO_FEATURES.
