@@ -193,6 +193,49 @@ def test_fill_takes_the_skin_grain(model, points, world, results):
     np.testing.assert_allclose(app.albedo_uv_linear[seen], smooth.albedo_uv_linear[seen], atol=2e-3)
 
 
+def test_fill_does_not_take_film_grain(model, points, results, monkeypatch):
+    """A grainy photo (an old print: strong noise a few pixels across over the whole photo) leaves its grain
+    on the seen skin, but the fill takes no more than skin's own (DETAIL_MAX_SPREAD per band): without the
+    bound the neck and scalp came out blotched at the grain's spread."""
+    import dataclasses
+
+    from facetwin.texture import appearance
+    from facetwin.texture.uvmap import mirror_texels
+
+    scene, tiles, _app, _ = results("tan", "front_white")
+    rng = np.random.default_rng(7)
+    grain_field = cv2.GaussianBlur(rng.standard_normal(scene.photo.image_srgb.shape[:2]).astype(np.float32), (0, 0), 1.5)
+    grain_field *= 0.25 / grain_field.std()  # log-brightness spread of the print's grain
+    grainy = np.clip(scene.photo.image_srgb * np.exp(grain_field)[..., None], 0.0, 1.0)
+    photo = dataclasses.replace(scene.photo, image_srgb=grainy)
+    reg = face_regions(model, SIZE)
+    mirror = np.nan_to_num(mirror_texels(model, 0, SIZE), nan=-1.0).astype(int)
+    inside = (mirror >= 0).all(axis=2) & (mirror < SIZE).all(axis=2)
+
+    def grain(cap):
+        monkeypatch.setattr(appearance, "DETAIL_MAX_SPREAD", cap)
+        app = _appearance(model, points, photo, scene.face)
+        # Neither the texel nor its mirror image was seen: all there is the fill's.
+        mirror_seen = np.zeros_like(inside)
+        mirror_seen[inside] = app.confidence[mirror[inside][:, 1], mirror[inside][:, 0]] > 0
+        unseen = (app.confidence == 0) & ~mirror_seen & tiles[0].any(axis=2) & ~reg.features
+        unseen = cv2.erode(unseen.astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool)
+        seen = (app.confidence > 0.9) & ~reg.features
+        assert unseen.sum() > 0.1 * SIZE * SIZE and seen.sum() > 0.02 * SIZE * SIZE
+        log = np.log(np.maximum(app.albedo_uv_linear, 1e-4)).mean(axis=2)
+        detail = log - cv2.GaussianBlur(log, (0, 0), 4.0)
+        return float(np.sqrt(np.mean(detail[seen] ** 2))), float(np.sqrt(np.mean(detail[unseen] ** 2)))
+
+    seen_rms, fill_rms = grain(appearance.DETAIL_MAX_SPREAD)
+    _, fill_unbounded = grain(1.0)
+    print(
+        f"\nfilm grain: log RMS finer than 4 texels, seen {seen_rms:.4f}, filled {fill_rms:.4f}, "
+        f"filled without the bound {fill_unbounded:.4f}"
+    )
+    assert seen_rms > 0.2  # the grain is there, on the seen skin
+    assert fill_rms < 0.3 * fill_unbounded
+
+
 @pytest.mark.parametrize("occluder", ["sunglasses", "glasses", "hair"])
 def test_occluders_do_not_leak_into_the_skin(model, results, occluder):
     """Dark lenses, thin soft frames or a strand of hair over the face: the albedo under them is skin, not

@@ -230,6 +230,11 @@ explain (a highlight left over, a crease the mesh lacks, lit hair or background 
 and the fill would spread it as a glow. Darker texels are kept: stubble and moles are the person's."""
 DETAIL_SOURCE_CONFIDENCE = 0.9
 """Texels seen at least this well are the source of the skin detail."""
+DETAIL_MAX_SPREAD = 0.02
+"""Most log-albedo spread per detail band (an octave between 0.15 cm and a texel) the fill takes from the
+seen skin. Sharp colour photos of skin measure 0.001-0.016 per band at 1024 texels; more is the photo's
+own texture (film grain, a halftone print, JPEG blocks), which the fill would otherwise spread over the
+whole head as blotches."""
 CHROMA_SIGMA = 0.02
 """Expected error of the cheeks' log chromaticity (per channel): noise, the white balance's leftovers."""
 BLOOD_PRIOR = 0.02
@@ -1616,7 +1621,8 @@ def _detail_spread(model: HeadModel, face_tile: _Tile, reg, monotone: bool) -> n
 
     The plainer of the cheeks and the central band, band by band: what lies on skin (a beard on the
     cheeks, wrinkles and the nose's edges in the centre, a strand of hair) only adds detail, and the
-    neck, ears and scalp the fill covers are plain skin."""
+    neck, ears and scalp the fill covers are plain skin. No band's spread exceeds
+    :data:`DETAIL_MAX_SPREAD`."""
     from facetwin.texture.complete import detail_scales, skin_detail_spread
     from facetwin.texture.uvmap import tile_cm_per_uv
 
@@ -1627,6 +1633,7 @@ def _detail_spread(model: HeadModel, face_tile: _Tile, reg, monotone: bool) -> n
     spreads = [skin_detail_spread(albedo, plain & region, edges) for region in (reg.core, reg.cheeks)]
     spreads = [x for x in spreads if x.shape[0]]
     spread = np.minimum.reduce(spreads) if spreads else skin_detail_spread(albedo, plain, edges)
+    spread = np.minimum(spread, DETAIL_MAX_SPREAD)
     return np.repeat(spread, 3, axis=1) if monotone else spread
 
 
