@@ -31,6 +31,7 @@ from facetwin.texture.appearance import (
     _seen_light_colours,
     _take_off_shine,
     dark_lines_at_eyes,
+    desaturate,
     estimate_appearance,
     is_monotone,
     occluder_mask,
@@ -627,6 +628,42 @@ def test_white_collar_lightens_light_skin_in_a_vivid_photo(model, points, world)
     assert plain["scale_offset"] < -0.25 and plain["ita_err"] < -12.0, plain
     assert abs(carded_err["scale_offset"]) < 0.5 * abs(plain["scale_offset"]), (plain, carded_err)
     assert abs(carded_err["ita_err"]) < 0.7 * abs(plain["ita_err"]), (plain, carded_err)
+
+
+def test_desaturate_undoes_a_vivid_rendering():
+    rng = np.random.default_rng(3)
+    colours = rng.uniform(0.01, 1.0, (200, 3))
+    for k in (0.7, 1.0, 1.45):
+        np.testing.assert_allclose(desaturate(_vivid(colours, k), k), colours, rtol=1e-4)
+    back = desaturate(np.array([[np.nan, 0.2, 0.3]]), 1.3)
+    assert np.isnan(back[0, 0])
+    with pytest.raises(ValueError, match="vivid"):
+        desaturate(colours, 0.0)
+
+
+@pytest.mark.parametrize("vivid", [1.3, 1.5])
+def test_white_finds_a_vivid_photo_of_light_skin(vivid):
+    """Light, flushed skin (ITA +60) in a vivid photo (log chromaticity x1.3 or x1.5) reads to the skin
+    manifold as dark skin (ITA below -60); a white beside the face (shading 1) whose albedo that reading would
+    put under VIVID_WHITE_MIN_ALBEDO says how vivid the photo is, and the skin comes back light. Dark skin
+    before a gray wall (albedo 0.4) in a colorimetric photo is not taken for a vivid photo."""
+    rng = np.random.default_rng(1)
+    truth = skin_albedo_linear(0.03, 0.04)
+    raw = _vivid(truth * 0.9, vivid) * np.exp(rng.normal(0.0, 0.02, (500, 3)))
+    none = {"pixels": 0, "albedo_linear": None}
+    white = {"linear": [SCENE_WHITE_ALBEDO * 0.9] * 3, "share": 0.5}
+    _, blind, blind_wb = _calibrate(raw, none)
+    _, skin, wb = _calibrate(raw, none, white=white, white_shading=np.ones(3))
+    print(f"\nvivid x{vivid}: ITA truth {ita_degrees(truth):.1f}, blind {blind['ita_deg']}, with the white {skin['ita_deg']}, {wb}")
+    assert blind_wb["vivid"] == 1.0 and blind["ita_deg"] < -60.0
+    assert abs(skin["ita_deg"] - ita_degrees(truth)) < 6.0
+    assert abs(math.log(wb["vivid"] / vivid)) < 0.1
+    assert abs(math.log(wb["scale"] / 0.9)) < 0.1
+    dark = skin_albedo_linear(0.25, 0.02)
+    raw = dark * 0.9 * np.exp(rng.normal(0.0, 0.02, (500, 3)))
+    gray = {"linear": [0.4 * 0.9] * 3, "share": 0.5}  # sRGB 0.63
+    _, skin, wb = _calibrate(raw, none, white=gray, white_shading=np.ones(3))
+    assert wb["vivid"] == 1.0 and abs(skin["ita_deg"] - ita_degrees(dark)) < 5.0, (skin, wb)
 
 
 @pytest.mark.parametrize("wall", [0.45, 0.6])

@@ -24,9 +24,10 @@
    rarely colorimetric, though: a vivid rendering makes light skin look like darker skin to the manifold.
    Where white surfaces are seen beside the face (a collar, a shirt, a wall: :func:`scene_white`), they
    are taken for a white facing the camera under the fitted light, a second estimate of the scale weighed
-   in with the manifold's. Grayscale and sepia photos have no chromaticity: their scale assumes the
-   photo's white point is a white surface lit as the cheeks are (:func:`_exposure_albedo`), and the
-   albedo is gray. Where the whites of the eyes are seen, their known albedo is a further, independent
+   in with the manifold's; where the manifold's reading would make such a white implausibly dark, the photo
+   is taken to be vivid and the albedo is desaturated (:func:`_vividness`). Grayscale and sepia photos
+   have no chromaticity: their scale assumes the photo's white point is a white surface lit as the cheeks
+   are (:func:`_exposure_albedo`), and the albedo is gray. Where the whites of the eyes are seen, their known albedo is a further, independent
    estimate of the scale, weighed in by how much of them is seen (:func:`_calibrate`).
 5. **Shine**: the specular highlights are taken off the face tile (dichromatic model,
    :func:`facetwin.texture.delight.remove_specular`).
@@ -34,7 +35,7 @@
    symmetry, a seamless Poisson fill, settling to the person's skin tone (the cheeks' albedo) where nothing
    was seen (back of the head, neck, ears). What was filled takes the fine grain of the well-seen skin
    (:func:`facetwin.texture.complete.synthesize_detail`: noise with its spectrum, no copied pores or
-   hairs), so a fill does not show as a smooth patch beside the photo's texture. A gutter
+   hairs, at most :data:`DETAIL_MAX_SPREAD` per band), so a fill does not show as a smooth patch beside the photo's texture. A gutter
    (:func:`facetwin.texture.complete.pad_texture`) fills the texels off the surface.
 """
 
@@ -119,6 +120,16 @@ SCENE_WHITE_BRIGHTNESS = (0.55, 0.85)
 wall is neutral and brighter than dark skin too, and taken for a white it lightens the skin: dark skin (ITA
 -50) before a wall of sRGB 0.45 came out at ITA +5. The brighter a neutral surface is in a photo exposed for
 the face, the likelier it is white."""
+VIVID_MAX = 1.6
+"""Largest saturation of a photo's colour rendering considered: its log chromaticity is the scene's times
+up to this (consumer cameras and editors render colour vividly; a colorimetric photo is 1)."""
+VIVID_LOG_SIGMA = 0.25
+"""Prior on that saturation: log-normal around 1 (colorimetric) with this sigma."""
+VIVID_WHITE_MIN_ALBEDO = 0.5
+SCENE_WHITE_LOG_SIGMA = 0.5
+"""A scene white lit as the face, given an albedo under this by the skin manifold's scale, says the photo
+is vivid (:func:`_vividness`), with a log-normal misfit of this sigma; above it, it may be a gray wall and
+says nothing."""
 SCLERA_SCALE_TRUST = 0.7
 """Largest weight of the whites of the eyes in the albedo's overall scale (a geometric mean with the skin
 model's or the exposure's estimate): their albedo is known, but lids and lashes shadow them more than the
@@ -275,13 +286,15 @@ class Appearance:
         confidence: (S, S) float32 in [0, 1], how well the photo saw each face texel (step 2 of the module
             docstring), after occluders.
         sh_light: (9, 3) float64 SH radiance coefficients, head frame, Ramamoorthi-Hanrahan order; with the
-            albedo, ``albedo * E / pi * V`` is the photo's linear intensity.
+            albedo, ``albedo * E / pi * V`` is the photo's linear intensity, saturated by ``vivid``.
         skin: skin parameters of the mean cheek albedo: ``melanin``, ``haemoglobin`` (volume fractions),
             ``ita_deg``, ``cheek_albedo_linear``, ``manifold_log_residual``; None values for monotone photos.
         fit: the photometrically refined fit.
         vertex_visibility_ratio: (V, 3) float32 light-weighted visibility of each vertex under ``sh_light``
             (:func:`facetwin.texture.delight.visibility_ratio`), for re-rendering.
         monotone: the photo is grayscale or sepia (the albedo is gray).
+        vivid: how vivid the photo's colour rendering is (:func:`_vividness`; 1: colorimetric): the photo's
+            log chromaticity is the rendered light's times this (:func:`desaturate` by ``1 / vivid``).
         metrics: photometric fit quality (PSNR, SSIM on the skin mask), white balance, per-step seconds.
     """
 
@@ -294,6 +307,7 @@ class Appearance:
     fit: Fit
     vertex_visibility_ratio: np.ndarray
     monotone: bool
+    vivid: float
     metrics: dict = field(default_factory=dict)
 
 
@@ -714,7 +728,7 @@ def estimate_appearance(
     else:
         wb["scene_white"] = white
     for t in tiles.values():
-        t.albedo /= gains
+        t.albedo = desaturate(t.albedo, wb["vivid"]) / gains
     sh = sh * gains[None, :]
     seconds["calibrate"] = time.perf_counter() - t0
 
@@ -776,7 +790,7 @@ def estimate_appearance(
         model, verts, cam.R, cam.t, view.K, h, w, {0: out[0], 1: out[1]}, sh, ratio_final, overlay_materials()
     )
     obs_srgb = linear_to_srgb(view.image_linear)
-    ren_srgb = linear_to_srgb(radiance)
+    ren_srgb = linear_to_srgb(desaturate(radiance, 1.0 / wb["vivid"]))
     rerender = {
         "psnr_db": psnr_masked(obs_srgb, ren_srgb, phot.skin_mask),
         "ssim": ssim_masked(obs_srgb, ren_srgb, phot.skin_mask),
@@ -806,6 +820,7 @@ def estimate_appearance(
         fit=new_fit,
         vertex_visibility_ratio=ratio_final,
         monotone=monotone,
+        vivid=float(wb["vivid"]),
         metrics=metrics,
     )
 
@@ -823,7 +838,8 @@ def overlay_materials() -> dict:
 
 
 def render_appearance_overlay(model: HeadModel, appearance: Appearance, image_srgb: np.ndarray) -> np.ndarray:
-    """The face's skin with its albedo under the fitted light, drawn over the photo it came from.
+    """The face's skin with its albedo under the fitted light, drawn over the photo it came from (in the
+    photo's own colour rendering: saturated by ``appearance.vivid``).
 
     Args:
         model: the head model.
@@ -881,7 +897,8 @@ def render_appearance_overlay(model: HeadModel, appearance: Appearance, image_sr
     drawn = material == model.material_names.index("M_Face")
     alpha = np.where(drawn, _smoothstep(seen[..., 0], *OVERLAY_CONFIDENCE_RAMP), 0.0)[..., None]
     crop = out[y0:y1, x0:x1]
-    out[y0:y1, x0:x1] = crop * (1.0 - alpha) + linear_to_srgb(radiance) * alpha
+    photo_colour = desaturate(radiance, 1.0 / appearance.vivid)
+    out[y0:y1, x0:x1] = crop * (1.0 - alpha) + linear_to_srgb(photo_colour) * alpha
     return np.round(np.clip(out, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
@@ -1318,7 +1335,8 @@ def _calibrate(
     (the brightness that goes with the cheeks' chromaticity), and the white surfaces beside the face
     (:func:`scene_white`, taken for :data:`SCENE_WHITE_ALBEDO` facing the camera), weighed in up to
     :data:`SCENE_WHITE_TRUST` by how much of them there is and how bright they are
-    (:data:`SCENE_WHITE_BRIGHTNESS`). Monotone photos: the photo's exposure
+    (:data:`SCENE_WHITE_BRIGHTNESS`); with such a white the cheeks are first desaturated by how vivid the
+    photo's colour is (:func:`_vividness`). Monotone photos: the photo's exposure
     (``cheek_exposure``). Then the whites of the eyes, whose albedo is known (:data:`SCLERA_ALBEDO_LINEAR`),
     weighed by how much of them is seen (colour photos: at most :data:`SCLERA_SCALE_TRUST`, falling as
     they disagree with the other estimate, :data:`SCLERA_SCALE_MAX_RATIO`).
@@ -1334,9 +1352,11 @@ def _calibrate(
             light's units), which the white is taken to be.
 
     Returns:
-        gains: (3,) divide the albedo by these, multiply the light by them.
+        gains: (3,) divide the albedo by these after :func:`desaturate` by ``wb["vivid"]``, multiply the
+            light by them.
         skin: the skin parameters of the corrected mean cheek albedo (None entries for monotone photos).
-        wb: what went into the white balance and the scale.
+        wb: what went into the white balance and the scale; ``vivid`` the photo's colour saturation
+            (:func:`_vividness`, 1 without a scene white).
     """
     from facetwin.frames import linear_to_srgb
     from facetwin.texture.skin import ita_degrees, planckian_distance
@@ -1365,16 +1385,7 @@ def _calibrate(
         if not monotone:
             cast = trust * d
     mean1 = np.exp((la - cast).mean(axis=0))
-    if monotone:
-        off = np.zeros(3)
-        scale_prior = float(mean1.mean()) / max(float(cheek_exposure or 0.0), 1e-6)
-    else:
-        # What is off the manifold in chromaticity is put down to the light's colour.
-        first = _fit_chromaticity(mean1)
-        off = _zero_mean(np.log(mean1) - np.log(first["albedo_linear"]))
-        fit = _fit_chromaticity(mean1 / np.exp(off))
-        scale_prior = fit["scale"]
-    scale_skin, w_white, scale_white = scale_prior, 0.0, None
+    w_white, scale_white = 0.0, None
     if not monotone and white is not None and white.get("linear") is not None and white_shading is not None:
         shading = np.asarray(white_shading, np.float64)
         if np.all(np.isfinite(shading) & (shading > 0)):
@@ -1386,8 +1397,19 @@ def _calibrate(
                 * min(1.0, float(white["share"]) / SCENE_WHITE_FULL_SHARE)
                 * float(_smoothstep(level, *SCENE_WHITE_BRIGHTNESS))
             )
-            log_scale = (1.0 - w_white) * math.log(scale_skin) + w_white * math.log(scale_white)
-            scale_prior = float(np.exp(log_scale))
+    vivid = _vividness(mean1, scale_white, w_white / SCENE_WHITE_TRUST) if w_white > 0 else 1.0
+    if monotone:
+        off = np.zeros(3)
+        scale_prior = float(mean1.mean()) / max(float(cheek_exposure or 0.0), 1e-6)
+    else:
+        mean1 = desaturate(mean1, vivid)
+        cast = cast / vivid
+        off, fit = _manifold_fit(mean1)
+        scale_prior = fit["scale"]
+    scale_skin = scale_prior
+    if w_white > 0:
+        log_scale = (1.0 - w_white) * math.log(scale_skin) + w_white * math.log(scale_white)
+        scale_prior = float(np.exp(log_scale))
     cast = cast + off
     mean2 = mean1 / np.exp(off)
     scale, w_scl = scale_prior, 0.0
@@ -1429,8 +1451,79 @@ def _calibrate(
         "scale_without_sclera": round(float(scale_prior), 5),
         "scale_skin_manifold": None if monotone else round(float(scale_skin), 5),
         "scale_scene_white": None if scale_white is None else round(scale_white, 5),
+        "vivid": round(float(vivid), 4),
     }
     return gains, skin, wb
+
+
+def desaturate(linear: np.ndarray, vivid: float) -> np.ndarray:
+    """Undo a vivid colour rendering: each colour's zero-mean log RGB divided by ``vivid``, its log
+    brightness (mean over the channels) kept.
+
+    Args:
+        linear: (..., 3) linear RGB (NaN passes through).
+        vivid: the rendering's saturation, > 0 (1: unchanged).
+
+    Returns:
+        (..., 3) float32.
+    """
+    if not vivid > 0:
+        raise ValueError(f"vivid: expected > 0, got {vivid}")
+    log = np.log(np.maximum(np.asarray(linear, np.float32), 1e-6))
+    mean = log.mean(axis=-1, keepdims=True)
+    return np.exp(mean + (log - mean) / np.float32(vivid))
+
+
+def _manifold_fit(mean_albedo: np.ndarray) -> tuple[np.ndarray, dict]:
+    """The cheeks' point on the skin manifold (:func:`_fit_chromaticity`), what is off the manifold in
+    chromaticity put down to the light's colour.
+
+    Returns:
+        (off, fit): (3,) zero-mean log of the light's colour; the fit of ``mean_albedo / exp(off)``.
+    """
+    first = _fit_chromaticity(mean_albedo)
+    off = _zero_mean(np.log(mean_albedo) - np.log(first["albedo_linear"]))
+    return off, _fit_chromaticity(mean_albedo / np.exp(off))
+
+
+def _vividness(mean_albedo: np.ndarray, scale_white: float, white_weight: float) -> float:
+    """How vivid the photo's colour rendering is, judged by a white beside the face.
+
+    A vivid rendering multiplies log chromaticity (:func:`desaturate` undoes it), and to the skin manifold
+    more saturated skin is darker skin: light skin reads as brown. A white beside the face, lit as it is,
+    bounds how dark the skin is. Over saturations from 1 to :data:`VIVID_MAX`, minimises the manifold fit's
+    cost of the desaturated cheeks (:func:`_manifold_fit`: what is off the manifold is the light's, so
+    the cost is the blood prior's, which keeps the fit from jumping along the manifold's ridge of brown
+    tones, where a few % of saturation move ITA by 10 deg) + the log-normal prior on the saturation
+    (:data:`VIVID_LOG_SIGMA`) + ``white_weight`` times the white's misfit: how far (log) its albedo under
+    the fitted scale is below :data:`VIVID_WHITE_MIN_ALBEDO`, in :data:`SCENE_WHITE_LOG_SIGMA`. Only lighter skin
+    counts: past melanin of about 0.3 the manifold's chromaticity turns back towards the neutral (the
+    epidermis absorbs nearly everything), and a desaturated colour there reads as still darker skin.
+
+    Args:
+        mean_albedo: (3,) the cheeks' mean delighted albedo, the light's units.
+        scale_white: the scale that makes the white :data:`SCENE_WHITE_ALBEDO`.
+        white_weight: in [0, 1], how much the white is believed.
+
+    Returns:
+        The saturation, in [1, VIVID_MAX].
+    """
+    base = _manifold_fit(mean_albedo)[1]
+    # The white's albedo under a scale is SCENE_WHITE_ALBEDO * scale_white / scale.
+    too_dark = VIVID_WHITE_MIN_ALBEDO / (SCENE_WHITE_ALBEDO * scale_white)
+    best, best_cost = 1.0, math.inf
+    for vivid in np.exp(np.linspace(0.0, math.log(VIVID_MAX), 13)):
+        fit = base if vivid == 1.0 else _manifold_fit(desaturate(mean_albedo, float(vivid)))[1]
+        if fit["melanin"] > base["melanin"]:
+            continue
+        cost = (
+            fit["cost"]
+            + (math.log(vivid) / VIVID_LOG_SIGMA) ** 2
+            + white_weight * (max(0.0, math.log(too_dark * fit["scale"])) / SCENE_WHITE_LOG_SIGMA) ** 2
+        )
+        if cost < best_cost:
+            best, best_cost = float(vivid), cost
+    return best
 
 
 def _fit_chromaticity(albedo: np.ndarray) -> dict:
@@ -1475,6 +1568,7 @@ def _fit_chromaticity(albedo: np.ndarray) -> dict:
     r = (s - s.mean()) - target
     return {
         "albedo_linear": np.exp(s),
+        "cost": fc,
         "melanin": float(np.exp(cur[0])),
         "haemoglobin": float(np.exp(cur[1])),
         "scale": float(np.exp((la - s).mean())),
