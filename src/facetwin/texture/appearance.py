@@ -27,16 +27,18 @@
    in with the manifold's; where the manifold's reading would make such a white implausibly dark, the photo
    is taken to be vivid and the albedo is desaturated (:func:`_vividness`). Grayscale and sepia photos
    have no chromaticity: their scale assumes the photo's white point is a white surface lit as the cheeks
-   are (:func:`_exposure_albedo`), and the albedo is gray. Where the whites of the eyes are seen, their known albedo is a further, independent
-   estimate of the scale, weighed in by how much of them is seen (:func:`_calibrate`).
+   are (:func:`_exposure_albedo`), and the albedo is gray. Where the whites of the eyes are seen, their
+   known albedo is a further, independent estimate of the scale, weighed in by how much of them is seen
+   (:func:`_calibrate`).
 5. **Shine**: the specular highlights are taken off the face tile (dichromatic model,
    :func:`facetwin.texture.delight.remove_specular`).
 6. **Complete** (:func:`facetwin.texture.complete.complete_texture`): mirrored through the face's left-right
    symmetry, a seamless Poisson fill, settling to the person's skin tone (the cheeks' albedo) where nothing
    was seen (back of the head, neck, ears). What was filled takes the fine grain of the well-seen skin
    (:func:`facetwin.texture.complete.synthesize_detail`: noise with its spectrum, no copied pores or
-   hairs, at most :data:`DETAIL_MAX_SPREAD` per band), so a fill does not show as a smooth patch beside the photo's texture. A gutter
-   (:func:`facetwin.texture.complete.pad_texture`) fills the texels off the surface.
+   hairs, at most :data:`DETAIL_MAX_SPREAD` per band), so a fill does not show as a smooth patch beside
+   the photo's texture. A gutter (:func:`facetwin.texture.complete.pad_texture`) fills the texels off the
+   surface.
 """
 
 from __future__ import annotations
@@ -126,7 +128,7 @@ up to this (consumer cameras and editors render colour vividly; a colorimetric p
 VIVID_LOG_SIGMA = 0.25
 """Prior on that saturation: log-normal around 1 (colorimetric) with this sigma."""
 VIVID_WHITE_MIN_ALBEDO = 0.5
-SCENE_WHITE_LOG_SIGMA = 0.5
+VIVID_WHITE_LOG_SIGMA = 0.5
 """A scene white lit as the face, given an albedo under this by the skin manifold's scale, says the photo
 is vivid (:func:`_vividness`), with a log-normal misfit of this sigma; above it, it may be a gray wall and
 says nothing."""
@@ -1403,6 +1405,7 @@ def _calibrate(
         scale_prior = float(mean1.mean()) / max(float(cheek_exposure or 0.0), 1e-6)
     else:
         mean1 = desaturate(mean1, vivid)
+        # The eyes' cast was read in the vivid photo: desaturated like the rest.
         cast = cast / vivid
         off, fit = _manifold_fit(mean1)
         scale_prior = fit["scale"]
@@ -1465,10 +1468,12 @@ def desaturate(linear: np.ndarray, vivid: float) -> np.ndarray:
         vivid: the rendering's saturation, > 0 (1: unchanged).
 
     Returns:
-        (..., 3) float32.
+        (..., 3) float32 (``linear`` itself when it is float32 and ``vivid`` is 1).
     """
     if not vivid > 0:
         raise ValueError(f"vivid: expected > 0, got {vivid}")
+    if vivid == 1.0:  # most photos: no copy of a 4096 tile, no round trip through the log
+        return np.asarray(linear, np.float32)
     log = np.log(np.maximum(np.asarray(linear, np.float32), 1e-6))
     mean = log.mean(axis=-1, keepdims=True)
     return np.exp(mean + (log - mean) / np.float32(vivid))
@@ -1496,9 +1501,9 @@ def _vividness(mean_albedo: np.ndarray, scale_white: float, white_weight: float)
     the cost is the blood prior's, which keeps the fit from jumping along the manifold's ridge of brown
     tones, where a few % of saturation move ITA by 10 deg) + the log-normal prior on the saturation
     (:data:`VIVID_LOG_SIGMA`) + ``white_weight`` times the white's misfit: how far (log) its albedo under
-    the fitted scale is below :data:`VIVID_WHITE_MIN_ALBEDO`, in :data:`SCENE_WHITE_LOG_SIGMA`. Only lighter skin
-    counts: past melanin of about 0.3 the manifold's chromaticity turns back towards the neutral (the
-    epidermis absorbs nearly everything), and a desaturated colour there reads as still darker skin.
+    the fitted scale is below :data:`VIVID_WHITE_MIN_ALBEDO`, in :data:`VIVID_WHITE_LOG_SIGMA`. Only
+    lighter skin counts: past melanin of about 0.2 the manifold's log chromaticity turns back towards the
+    neutral (:mod:`facetwin.texture.skin`), and a desaturated colour there reads as still darker skin.
 
     Args:
         mean_albedo: (3,) the cheeks' mean delighted albedo, the light's units.
@@ -1519,7 +1524,7 @@ def _vividness(mean_albedo: np.ndarray, scale_white: float, white_weight: float)
         cost = (
             fit["cost"]
             + (math.log(vivid) / VIVID_LOG_SIGMA) ** 2
-            + white_weight * (max(0.0, math.log(too_dark * fit["scale"])) / SCENE_WHITE_LOG_SIGMA) ** 2
+            + white_weight * (max(0.0, math.log(too_dark * fit["scale"])) / VIVID_WHITE_LOG_SIGMA) ** 2
         )
         if cost < best_cost:
             best, best_cost = float(vivid), cost
@@ -1535,7 +1540,8 @@ def _fit_chromaticity(albedo: np.ndarray) -> dict:
     brightness), so the blood fraction is held to its usual range. A grid search, then a local refinement.
 
     Returns:
-        dict: ``albedo_linear`` (3,) the manifold point, ``melanin``, ``haemoglobin``, ``scale``
+        dict: ``albedo_linear`` (3,) the manifold point, ``cost`` the minimum, ``melanin``,
+        ``haemoglobin``, ``scale``
         (``exp(mean(log albedo - log manifold point))``), ``log_residual`` (RMS over channels of ``r``).
     """
     from facetwin.texture.skin import HAEMOGLOBIN_RANGE, MELANIN_RANGE, skin_albedo_linear, skin_grid

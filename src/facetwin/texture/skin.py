@@ -24,6 +24,12 @@ Parameters and ranges: ``melanin`` is the melanosome volume fraction of the epid
 into the "dark" class, < -30 deg). +60 deg, very light, is near melanin 0.03; -50 deg, very dark, is near
 melanin 0.24, where linear albedo is about (0.15, 0.07, 0.05) and L* about 35.
 
+The saturation of the log chromaticity (the norm of the zero-mean log RGB) peaks near melanin 0.15-0.2 and
+falls beyond (0.85 at 0.2, 0.53 at 0.4, at 1 % blood): there the manifold turns back, and the chromaticity of
+the darkest skin is that of lighter skin with more blood (melanin 0.34 at 2.6 % blood and 0.06 at 6.5 %
+differ by 0.003 in log chromaticity, and by a factor of 4.8 in brightness). Chromaticity alone cannot tell
+them apart; the blood prior of a fit picks one.
+
 Fitting (:func:`fit_skin_parameters`) works in log albedo on a precomputed grid (:func:`skin_grid`),
 starting at the nearest grid node and refining with Levenberg-Marquardt on a cubic (Catmull-Rom)
 interpolation of the grid. A brightness scale can be fitted too. It is one scale for all the input colours
