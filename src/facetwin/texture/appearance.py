@@ -1399,15 +1399,18 @@ def _calibrate(
                 * min(1.0, float(white["share"]) / SCENE_WHITE_FULL_SHARE)
                 * float(_smoothstep(level, *SCENE_WHITE_BRIGHTNESS))
             )
-    vivid = _vividness(mean1, scale_white, w_white / SCENE_WHITE_TRUST) if w_white > 0 else 1.0
+    vivid = 1.0
     if monotone:
         off = np.zeros(3)
         scale_prior = float(mean1.mean()) / max(float(cheek_exposure or 0.0), 1e-6)
     else:
+        if w_white > 0:
+            vivid, off, fit = _vividness(mean1, scale_white, w_white / SCENE_WHITE_TRUST)
+        else:
+            off, fit = _manifold_fit(mean1)
         mean1 = desaturate(mean1, vivid)
         # The eyes' cast was read in the vivid photo: desaturated like the rest.
         cast = cast / vivid
-        off, fit = _manifold_fit(mean1)
         scale_prior = fit["scale"]
     scale_skin = scale_prior
     if w_white > 0:
@@ -1491,7 +1494,7 @@ def _manifold_fit(mean_albedo: np.ndarray) -> tuple[np.ndarray, dict]:
     return off, _fit_chromaticity(mean_albedo / np.exp(off))
 
 
-def _vividness(mean_albedo: np.ndarray, scale_white: float, white_weight: float) -> float:
+def _vividness(mean_albedo: np.ndarray, scale_white: float, white_weight: float) -> tuple[float, np.ndarray, dict]:
     """How vivid the photo's colour rendering is, judged by a white beside the face.
 
     A vivid rendering multiplies log chromaticity (:func:`desaturate` undoes it), and to the skin manifold
@@ -1511,15 +1514,16 @@ def _vividness(mean_albedo: np.ndarray, scale_white: float, white_weight: float)
         white_weight: in [0, 1], how much the white is believed.
 
     Returns:
-        The saturation, in [1, VIVID_MAX].
+        (vivid, off, fit): the saturation, in [1, VIVID_MAX], and :func:`_manifold_fit` of the cheeks
+        desaturated by it.
     """
-    base = _manifold_fit(mean_albedo)[1]
+    base = _manifold_fit(mean_albedo)
     # The white's albedo under a scale is SCENE_WHITE_ALBEDO * scale_white / scale.
     too_dark = VIVID_WHITE_MIN_ALBEDO / (SCENE_WHITE_ALBEDO * scale_white)
-    best, best_cost = 1.0, math.inf
+    best, best_cost = (1.0, *base), math.inf
     for vivid in np.exp(np.linspace(0.0, math.log(VIVID_MAX), 13)):
-        fit = base if vivid == 1.0 else _manifold_fit(desaturate(mean_albedo, float(vivid)))[1]
-        if fit["melanin"] > base["melanin"]:
+        off, fit = base if vivid == 1.0 else _manifold_fit(desaturate(mean_albedo, float(vivid)))
+        if fit["melanin"] > base[1]["melanin"]:
             continue
         cost = (
             fit["cost"]
@@ -1527,7 +1531,7 @@ def _vividness(mean_albedo: np.ndarray, scale_white: float, white_weight: float)
             + white_weight * (max(0.0, math.log(too_dark * fit["scale"])) / VIVID_WHITE_LOG_SIGMA) ** 2
         )
         if cost < best_cost:
-            best, best_cost = float(vivid), cost
+            best, best_cost = (float(vivid), off, fit), cost
     return best
 
 
