@@ -224,8 +224,12 @@ reduced scale (the photo itself is always sampled at full resolution)."""
 BACK_TILE_SCALE = 0.5
 """The back-of-head tile is unwrapped and completed at this fraction of the texture size and upsampled:
 it is seen at grazing angles at best and settles to the skin tone; its detail is low."""
-SHINE_CONFIDENCE = 1.0
-"""A texel whose removed shine is this multiple of its diffuse brightness has lost all confidence."""
+SHINE_CONFIDENCE = 0.25
+"""A texel whose removed shine is this multiple of its diffuse brightness has lost all confidence. The
+diffuse colour left under shine is the local skin chromaticity times what the split leaves of the
+brightness, and its error grows with the share taken off: under a broad sheen that the fitted light
+already half explains (model_face's lit cheek) a shine of 0.5-1x the diffuse leaves a dark gray, which
+at 1.0 kept half its weight against the mirrored cheek and showed as a gray ring."""
 MIN_CHEEK_TEXELS = 50
 SHINE_FADE_UV = 0.018
 """Distance from the eyes, lips and brows (a fraction of the tile, about 3.5 mm on the face) over which the
@@ -285,8 +289,11 @@ class Appearance:
         albedo_back_uv_linear: (Sb, Sb, 3) float32 the same for the back-of-head tile (tile 1).
         texture_raw_srgb: (S, S, 3) float32 the photo unwrapped into the face tile, sRGB, 0 where the photo
             does not see the texel.
-        confidence: (S, S) float32 in [0, 1], how well the photo saw each face texel (step 2 of the module
-            docstring), after occluders.
+        confidence: (S, S) float32 in [0, 1], how much of each face texel's albedo is the photo's (step 2 of
+            the module docstring): after occluders, implausible colours and, where the shine taken off is a
+            large share of the colour, the shine.
+        skin_seen: (S, S) float32 in [0, 1], how well the photo saw skin at each face texel: ``confidence``
+            with the shine counted as seen (the re-render overlay covers the skin it shows).
         sh_light: (9, 3) float64 SH radiance coefficients, head frame, Ramamoorthi-Hanrahan order; with the
             albedo, ``albedo * E / pi * V`` is the photo's linear intensity, saturated by ``vivid``.
         skin: skin parameters of the mean cheek albedo: ``melanin``, ``haemoglobin`` (volume fractions),
@@ -304,6 +311,7 @@ class Appearance:
     albedo_back_uv_linear: np.ndarray
     texture_raw_srgb: np.ndarray
     confidence: np.ndarray
+    skin_seen: np.ndarray
     sh_light: np.ndarray
     skin: dict
     fit: Fit
@@ -736,6 +744,7 @@ def estimate_appearance(
 
     t0 = time.perf_counter()
     spec_amount = 0.0
+    skin_seen = face_tile.confidence.copy()
     if options.remove_shine and not monotone:
         face_tile.albedo, face_tile.confidence, spec_amount = _take_off_shine(
             face_tile.albedo, face_tile.confidence, reg
@@ -754,6 +763,7 @@ def estimate_appearance(
         plausible = chroma * bright
         if t is face_tile:
             plausible = np.where(reg.features[seen], bright, plausible)
+            skin_seen[seen] *= plausible.astype(np.float32)
         t.confidence[seen] *= plausible.astype(np.float32)
     out = {}
     spread = _detail_spread(model, face_tile, reg, monotone) if options.skin_grain else np.zeros((0, 3))
@@ -817,6 +827,7 @@ def estimate_appearance(
         albedo_back_uv_linear=out[1],
         texture_raw_srgb=raw,
         confidence=face_tile.confidence.astype(np.float32),
+        skin_seen=skin_seen.astype(np.float32),
         sh_light=sh,
         skin=skin,
         fit=new_fit,
@@ -884,14 +895,16 @@ def render_appearance_overlay(model: HeadModel, appearance: Appearance, image_sr
         appearance.vertex_visibility_ratio,
         overlay_materials(),
     )
-    # Where the photo saw skin, by the texture's confidence, rendered as an albedo under a unit light; the
-    # confidence is smooth, so at most OVERLAY_MASK_PX across and enlarged (a large face renders twice).
+    # Where the photo saw skin, shine included, rendered as an albedo under a unit light; it is smooth, so
+    # at most OVERLAY_MASK_PX across and enlarged (a large face renders twice).
     ambient = np.zeros((9, 3), np.float32)
     ambient[0] = 1.0
     unit_light = ambient / shading_linear(np.array([0.0, 0.0, 1.0]), None, ambient)
-    confidence = np.repeat(appearance.confidence[..., None], 3, axis=2)
+    confidence = np.repeat(appearance.skin_seen[..., None], 3, axis=2)
     scale = min(1.0, OVERLAY_MASK_PX / max(x1 - x0, y1 - y0))
-    seen, _ = render({0: confidence, 1: np.zeros((2, 2, 3), np.float32)}, unit_light, None, scale=scale)
+    # Nothing else is seen skin: the default grey of the eyes and mouth would bleed into the enlarged mask.
+    nothing = {n: (0.0, 0.0, 0.0) for n in model.material_names if n not in ("M_Face", "M_BackHead")}
+    seen, _ = render({0: confidence, 1: np.zeros((2, 2, 3), np.float32)}, unit_light, None, nothing, scale)
     if seen.shape[:2] != radiance.shape[:2]:
         seen = cv2.resize(seen, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
     # The face's skin only, as far as the photo saw it: eyes, mouth, hair over the forehead and the back
