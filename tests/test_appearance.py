@@ -33,6 +33,7 @@ from facetwin.texture.appearance import (
     dark_lines_at_eyes,
     desaturate,
     estimate_appearance,
+    grow_implausible,
     is_monotone,
     occluder_mask,
     render_appearance_overlay,
@@ -903,6 +904,24 @@ def test_shine_comes_off_the_face_tile_without_seams(model):
     lum = out.mean(axis=2)
     step = max(float(np.abs(np.diff(lum, axis=0)).max()), float(np.abs(np.diff(lum, axis=1)).max()))
     assert step < 0.2 * hard_step, (step, hard_step)
+
+
+def test_grow_implausible_reaches_past_patches_not_specks():
+    """A patch of implausible skin (0, radius 40 texels) with a fainter rim (0.6, out to 48): the patch's
+    value reaches about r = 10 texels past it, over the whole rim, the rim's as far past the rim; single
+    texels and 3x3 specks stay as they are and leave their neighbours alone."""
+    size = 1000
+    p = np.ones((size, size), np.float32)
+    yy, xx = np.mgrid[0:size, 0:size]
+    d = np.hypot(xx - 300, yy - 300)
+    p[d < 40] = 0.0
+    p[(d >= 40) & (d < 48)] = 0.6
+    p[700, 700] = 0.0
+    p[699:702, 500:503] = 0.2
+    g = grow_implausible(p, 0.01)
+    assert np.all(g <= p)
+    assert np.all(g[d < 47] == 0.0) and np.all(g[d < 56] <= 0.6) and np.all(g[d > 60] == p[d > 60])
+    np.testing.assert_array_equal(g[650:750, 450:750], p[650:750, 450:750])
 
 
 def test_whitened_skin_is_filled_from_the_mirror(model):

@@ -224,6 +224,9 @@ reduced scale (the photo itself is always sampled at full resolution)."""
 BACK_TILE_SCALE = 0.5
 """The back-of-head tile is unwrapped and completed at this fraction of the texture size and upsampled:
 it is seen at grazing angles at best and settles to the skin tone; its detail is low."""
+IMPLAUSIBLE_GROW_UV = 0.01
+"""How far (a fraction of the tile, about 2 mm on the face) the implausibility of a patch of skin reaches
+past it (:func:`grow_implausible`); specks narrower than this do not reach."""
 SHINE_CONFIDENCE = 0.25
 """A texel whose removed shine is this multiple of its diffuse brightness has lost all confidence. The
 diffuse colour left under shine is the local skin chromaticity times what the split leaves of the
@@ -763,6 +766,10 @@ def estimate_appearance(
         plausible = chroma * bright
         if t is face_tile:
             plausible = np.where(reg.features[seen], bright, plausible)
+            # An implausible patch's rim is the same error, fainter (the rim light's streak on a nose wing).
+            skin_map = np.ones(t.confidence.shape, np.float32)
+            skin_map[seen] = np.where(reg.features[seen], 1.0, plausible)
+            plausible = np.where(reg.features[seen], plausible, grow_implausible(skin_map)[seen])
             skin_seen[seen] *= plausible.astype(np.float32)
         t.confidence[seen] *= plausible.astype(np.float32)
     out = {}
@@ -1730,6 +1737,32 @@ def _plausibility(albedo: np.ndarray, tone: np.ndarray) -> tuple[np.ndarray, np.
     chroma = 1.0 - _smoothstep(np.sqrt((d**2).sum(axis=2)), CHROMA_PLAUSIBLE, CHROMA_IMPLAUSIBLE)
     bright = 1.0 - _smoothstep(la.mean(axis=2) - lt.mean(), BRIGHT_PLAUSIBLE, BRIGHT_IMPLAUSIBLE)
     return np.where(seen, chroma, 0.0), np.where(seen, bright, 0.0)
+
+
+def grow_implausible(plausible: np.ndarray, grow_uv: float = IMPLAUSIBLE_GROW_UV) -> np.ndarray:
+    """Spread the low plausibility of skin patches over their rims.
+
+    A patch too bright or off the skin's colour (a rim light's streak, paint) is surrounded by a rim
+    where the same error is fainter and passes the tests. Each texel takes the lowest plausibility within
+    ``r = grow_uv * S`` of it, counting only patches at least ``r`` across: the map is first closed over
+    ``r / 2`` (a maximum filter then a minimum filter), so grain, pores and single outliers do not wipe
+    out the skin around them.
+
+    Args:
+        plausible: (S, S) in [0, 1], 1 where nothing is implausible (unseen texels, features).
+        grow_uv: ``r`` as a fraction of the tile.
+
+    Returns:
+        (S, S) float32, never above ``plausible``.
+    """
+    import cv2
+
+    p = np.asarray(plausible, np.float32)
+    r = max(round(grow_uv * p.shape[0]), 1)
+    rs = max(r // 2, 1)
+    small = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * rs + 1, 2 * rs + 1))
+    large = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * (r + rs) + 1, 2 * (r + rs) + 1))
+    return np.minimum(p, cv2.erode(cv2.dilate(p, small), large))
 
 
 def _detail_spread(model: HeadModel, face_tile: _Tile, reg, monotone: bool) -> np.ndarray:
