@@ -31,7 +31,11 @@
    known albedo is a further, independent estimate of the scale, weighed in by how much of them is seen
    (:func:`_calibrate`).
 5. **Shine**: the specular highlights are taken off the face tile (dichromatic model,
-   :func:`facetwin.texture.delight.remove_specular`).
+   :func:`facetwin.texture.delight.remove_specular`); where what was taken off is a large share of the
+   colour, the confidence falls (:data:`SHINE_CONFIDENCE`) and the mirrored side counts instead.
+   Then texels whose colour is implausible for this skin (off its chromaticity, far brighter:
+   :func:`_plausibility`) lose their confidence, with a rim around patches of them
+   (:func:`grow_implausible`).
 6. **Complete** (:func:`facetwin.texture.complete.complete_texture`): mirrored through the face's left-right
    symmetry, a seamless Poisson fill, settling to the person's skin tone (the cheeks' albedo) where nothing
    was seen (back of the head, neck, ears). What was filled takes the fine grain of the well-seen skin
