@@ -922,6 +922,11 @@ def test_grow_implausible_reaches_past_patches_not_specks():
     assert np.all(g <= p)
     assert np.all(g[d < 47] == 0.0) and np.all(g[d < 56] <= 0.6) and np.all(g[d > 60] == p[d > 60])
     np.testing.assert_array_equal(g[650:750, 450:750], p[650:750, 450:750])
+    # A large tile is filtered on blocks: the reach is the same share of the tile.
+    big = cv2.resize(p, (3000, 3000), interpolation=cv2.INTER_NEAREST)
+    gb = grow_implausible(big, 0.01)
+    assert np.all(gb <= big)
+    assert abs((gb < 0.5).mean() / (g < 0.5).mean() - 1.0) < 0.05
 
 
 def test_whitened_skin_is_filled_from_the_mirror(model):

@@ -231,6 +231,8 @@ it is seen at grazing angles at best and settles to the skin tone; its detail is
 IMPLAUSIBLE_GROW_UV = 0.01
 """How far (a fraction of the tile, about 2 mm on the face) the implausibility of a patch of skin reaches
 past it (:func:`grow_implausible`); specks narrower than this do not reach."""
+GROW_MAX_GRID = 1024
+"""Largest grid :func:`grow_implausible` filters on; larger tiles are reduced by blocks first."""
 SHINE_CONFIDENCE = 0.25
 """A texel whose removed shine is this multiple of its diffuse brightness has lost all confidence. The
 diffuse colour left under shine is the local skin chromaticity times what the split leaves of the
@@ -1750,7 +1752,8 @@ def grow_implausible(plausible: np.ndarray, grow_uv: float = IMPLAUSIBLE_GROW_UV
     where the same error is fainter and passes the tests. Each texel takes the lowest plausibility within
     ``r = grow_uv * S`` of it, counting only patches at least ``r`` across: the map is first closed over
     ``r / 2`` (a maximum filter then a minimum filter), so grain, pores and single outliers do not wipe
-    out the skin around them.
+    out the skin around them. Tiles larger than :data:`GROW_MAX_GRID` are filtered on blocks of texels,
+    each taking its lowest value, and the result is enlarged bilinearly.
 
     Args:
         plausible: (S, S) in [0, 1], 1 where nothing is implausible (unseen texels, features).
@@ -1762,11 +1765,22 @@ def grow_implausible(plausible: np.ndarray, grow_uv: float = IMPLAUSIBLE_GROW_UV
     import cv2
 
     p = np.asarray(plausible, np.float32)
-    r = max(round(grow_uv * p.shape[0]), 1)
+    size = p.shape[0]
+    # Large tiles are judged on blocks (their lowest value): the reach is millimetres, and a disc
+    # filter's cost grows with its area.
+    k = -(-size // GROW_MAX_GRID)
+    n = -(-size // k)
+    coarse = np.ones((n * k, n * k), np.float32)
+    coarse[:size, :size] = p
+    coarse = coarse.reshape(n, k, n, k).min(axis=(1, 3))
+    r = max(round(grow_uv * n), 1)
     rs = max(r // 2, 1)
     small = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * rs + 1, 2 * rs + 1))
     large = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * (r + rs) + 1, 2 * (r + rs) + 1))
-    return np.minimum(p, cv2.erode(cv2.dilate(p, small), large))
+    grown = cv2.erode(cv2.dilate(coarse, small), large)
+    if k > 1:
+        grown = cv2.resize(grown, (n * k, n * k), interpolation=cv2.INTER_LINEAR)[:size, :size]
+    return np.minimum(p, grown)
 
 
 def _detail_spread(model: HeadModel, face_tile: _Tile, reg, monotone: bool) -> np.ndarray:
