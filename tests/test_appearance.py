@@ -929,6 +929,31 @@ def test_grow_implausible_reaches_past_patches_not_specks():
     assert abs((gb < 0.5).mean() / (g < 0.5).mean() - 1.0) < 0.05
 
 
+def test_tone_on_the_manifolds_fold_is_flagged():
+    """Light skin with much blood (melanin 0.06, 6.5 %) has the chromaticity of dark skin with little (0.34,
+    2.6 %): alone, the cheeks read as dark (the blood prior) and the report says the tone is ambiguous, with
+    the light reading. Past melanin 0.2 chromaticity says little about the tone: dark skin alone is
+    flagged too, and not once the whites of the eyes set the scale. Light and tan skin are not flagged."""
+    none = {"pixels": 0, "albedo_linear": None}
+    eyes = {"pixels": 200, "albedo_linear": list(SCLERA_ALBEDO_LINEAR)}  # the cheeks are in albedo units
+
+    def reading(melanin, blood, sclera):
+        return _calibrate(np.tile(skin_albedo_linear(melanin, blood), (50, 1)), sclera)[1]
+
+    flushed = reading(0.06, 0.065, none)
+    assert flushed["ita_deg"] < -60.0 and flushed["tone_ambiguous"], flushed
+    assert flushed["ita_other_reading_deg"] > flushed["ita_deg"] + 60.0, flushed
+    truth = float(ita_degrees(skin_albedo_linear(0.25, 0.02)))
+    dark = reading(0.25, 0.02, none)
+    assert abs(dark["ita_deg"] - truth) < 5.0 and dark["tone_ambiguous"], (truth, dark)
+    dark_eyes = reading(0.25, 0.02, eyes)
+    assert abs(dark_eyes["ita_deg"] - truth) < 5.0 and not dark_eyes["tone_ambiguous"], dark_eyes
+    assert dark_eyes["ita_other_reading_deg"] is None
+    for melanin, blood in ((0.03, 0.015), (0.08, 0.04), (0.1, 0.02)):
+        plain = reading(melanin, blood, none)
+        assert not plain["tone_ambiguous"], (melanin, blood, plain)
+
+
 def test_whitened_skin_is_filled_from_the_mirror(model):
     """A broad sheen the fitted light already explains (model_face's lit cheek): the skin there is whiter,
     not brighter. The dichromatic split reads the whitening as shine and leaves a dark gray; that texel's

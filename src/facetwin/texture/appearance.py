@@ -267,6 +267,14 @@ BLOOD_PRIOR = 0.02
 BLOOD_PRIOR_LOG_SIGMA = 0.9
 """Prior on the dermal blood fraction of the cheeks: log-normal around 2 % with a factor of 2.5 for one
 sigma (Jacques 1998 gives 0.2 % for bloodless skin; flushed cheeks reach several %)."""
+TONE_AMBIGUITY_COST = 2.0
+"""A reading of the cheeks at least :data:`TONE_AMBIGUITY_ITA` away from the fit's, whose cost
+(:func:`_fit_chromaticity`) is within this of the fit's, makes the skin tone ambiguous (the manifold's fold:
+light skin with much blood and dark skin with little have one chromaticity)..."""
+TONE_AMBIGUITY_ITA = 30.0
+"""Degrees of ITA between two readings that make them different skin tones (a class is 10-20 wide)."""
+TONE_EVIDENCE_WEIGHT = 0.3
+"""...unless the eyes or a scene white weighed at least this in the scale (:func:`_calibrate`)."""
 
 
 @dataclass(frozen=True)
@@ -306,7 +314,10 @@ class Appearance:
         sh_light: (9, 3) float64 SH radiance coefficients, head frame, Ramamoorthi-Hanrahan order; with the
             albedo, ``albedo * E / pi * V`` is the photo's linear intensity, saturated by ``vivid``.
         skin: skin parameters of the mean cheek albedo: ``melanin``, ``haemoglobin`` (volume fractions),
-            ``ita_deg``, ``cheek_albedo_linear``, ``manifold_log_residual``; None values for monotone photos.
+            ``ita_deg``, ``cheek_albedo_linear``, ``manifold_log_residual``; ``tone_ambiguous`` (the cheeks'
+            chromaticity reads as a very different tone too, nearly as well, and neither the eyes nor a
+            white decided) with that reading's ITA, ``ita_other_reading_deg``; None values for monotone
+            photos.
         fit: the photometrically refined fit.
         vertex_visibility_ratio: (V, 3) float32 light-weighted visibility of each vertex under ``sh_light``
             (:func:`facetwin.texture.delight.visibility_ratio`), for re-rendering.
@@ -1471,6 +1482,15 @@ def _calibrate(
             "cheek_albedo_linear": [round(float(x), 5) for x in cheek],
             "manifold_log_residual": round(float(fit["log_residual"]), 5),
         }
+        # Near the manifold's fold, the chromaticity reads as two tones; only the eyes or a white say which.
+        other = _other_tone(cheek, fit)
+        ambiguous = (
+            other is not None
+            and other["cost"] - fit["cost"] < TONE_AMBIGUITY_COST
+            and max(w_white, w_scl) < TONE_EVIDENCE_WEIGHT
+        )
+        skin["tone_ambiguous"] = bool(ambiguous)
+        skin["ita_other_reading_deg"] = round(other["ita_deg"], 1) if ambiguous else None
     wb = {
         "method": ("sclera+" if trust > 0 else "")
         + ("exposure" if monotone else "skin")
@@ -1579,15 +1599,7 @@ def _fit_chromaticity(albedo: np.ndarray) -> dict:
     g = skin_grid()
     la = np.log(np.maximum(np.asarray(albedo, np.float64), 1e-6))
     target = la - la.mean()
-
-    def cost(log_m, log_h, log_albedo):
-        r = (log_albedo - log_albedo.mean(axis=-1, keepdims=True)) - target
-        prior = ((log_h - math.log(BLOOD_PRIOR)) / BLOOD_PRIOR_LOG_SIGMA) ** 2
-        return (r**2).sum(axis=-1) / CHROMA_SIGMA**2 + prior
-
-    grid = np.log(g.albedo_linear[1:-1, 1:-1])
-    lm, lh = np.meshgrid(g.log_melanin[1:-1], g.log_haemoglobin[1:-1], indexing="ij")
-    c = cost(lm, lh, grid)
+    c, lm, lh = _grid_costs(albedo)
     i, j = np.unravel_index(np.argmin(c), c.shape)
     cur = np.array([lm[i, j], lh[i, j]])
     fc = float(c[i, j])
@@ -1597,7 +1609,7 @@ def _fit_chromaticity(albedo: np.ndarray) -> dict:
     for shrink in (0.5, 0.25, 0.125, 0.0625):
         for d in ((1, 0), (-1, 0), (0, 1), (0, -1), (1, 1), (-1, -1), (1, -1), (-1, 1)):
             cand = np.clip(cur + shrink * step * np.asarray(d), lo, hi)
-            fv = float(cost(cand[0], cand[1], np.log(skin_albedo_linear(np.exp(cand[0]), np.exp(cand[1])))))
+            fv = float(_cost(target, cand[1], np.log(skin_albedo_linear(np.exp(cand[0]), np.exp(cand[1])))))
             if fv < fc:
                 cur, fc = cand, fv
     s = np.log(skin_albedo_linear(np.exp(cur[0]), np.exp(cur[1])))
@@ -1612,6 +1624,40 @@ def _fit_chromaticity(albedo: np.ndarray) -> dict:
     }
 
 
+def _cost(target: np.ndarray, log_h, log_albedo: np.ndarray):
+    """:func:`_fit_chromaticity`'s cost of manifold points (``log_albedo`` (..., 3), blood ``log_h`` (...))
+    for the zero-mean log colour ``target``."""
+    r = (log_albedo - log_albedo.mean(axis=-1, keepdims=True)) - target
+    prior = ((log_h - math.log(BLOOD_PRIOR)) / BLOOD_PRIOR_LOG_SIGMA) ** 2
+    return (r**2).sum(axis=-1) / CHROMA_SIGMA**2 + prior
+
+
+def _grid_costs(albedo: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(n, m) cost of each inner node of the manifold grid for ``albedo``'s chromaticity, and the nodes'
+    log melanin and log blood fractions."""
+    from facetwin.texture.skin import skin_grid
+
+    g = skin_grid()
+    la = np.log(np.maximum(np.asarray(albedo, np.float64), 1e-6))
+    lm, lh = np.meshgrid(g.log_melanin[1:-1], g.log_haemoglobin[1:-1], indexing="ij")
+    return _cost(la - la.mean(), lh, np.log(g.albedo_linear[1:-1, 1:-1])), lm, lh
+
+
+def _other_tone(albedo: np.ndarray, fit: dict) -> dict | None:
+    """The cheapest reading of ``albedo``'s chromaticity at least :data:`TONE_AMBIGUITY_ITA` of ITA away
+    from ``fit`` (:func:`_fit_chromaticity` of the same chromaticity), as ``ita_deg`` and ``cost``; None if
+    there is none on the grid."""
+    from facetwin.texture.skin import ita_degrees, skin_grid
+
+    c, _, _ = _grid_costs(albedo)
+    ita = ita_degrees(skin_grid().albedo_linear[1:-1, 1:-1])
+    far = np.abs(ita - float(ita_degrees(fit["albedo_linear"]))) >= TONE_AMBIGUITY_ITA
+    if not far.any():
+        return None
+    k = np.unravel_index(np.argmin(np.where(far, c, np.inf)), c.shape)
+    return {"ita_deg": float(ita[k]), "cost": float(c[k])}
+
+
 def _no_skin() -> dict:
     return {
         "melanin": None,
@@ -1619,6 +1665,8 @@ def _no_skin() -> dict:
         "ita_deg": None,
         "cheek_albedo_linear": None,
         "manifold_log_residual": None,
+        "tone_ambiguous": None,
+        "ita_other_reading_deg": None,
     }
 
 
