@@ -309,8 +309,9 @@ class Appearance:
         confidence: (S, S) float32 in [0, 1], how much of each face texel's albedo is the photo's (step 2 of
             the module docstring): after occluders, implausible colours and, where the shine taken off is a
             large share of the colour, the shine.
-        skin_seen: (S, S) float32 in [0, 1], how well the photo saw skin at each face texel: ``confidence``
-            with the shine counted as seen (the re-render overlay covers the skin it shows).
+        skin_seen: (S, S) float32 in [0, 1], how well the photo saw skin at each face texel: its confidence
+            before the shine and the brightness tests, off the skin's hue left out (the re-render overlay
+            covers the skin it shows).
         sh_light: (9, 3) float64 SH radiance coefficients, head frame, Ramamoorthi-Hanrahan order; with the
             albedo, ``albedo * E / pi * V`` is the photo's linear intensity, saturated by ``vivid``.
         skin: skin parameters of the mean cheek albedo: ``melanin``, ``haemoglobin`` (volume fractions),
@@ -787,7 +788,8 @@ def estimate_appearance(
             skin_map = np.ones(t.confidence.shape, np.float32)
             skin_map[seen] = np.where(reg.features[seen], 1.0, plausible)
             plausible = np.where(reg.features[seen], plausible, grow_implausible(skin_map)[seen])
-            skin_seen[seen] *= plausible.astype(np.float32)
+            # Far brighter than the skin is mostly shine, which the overlay covers; off its hue is not skin.
+            skin_seen[seen] *= np.where(reg.features[seen], 1.0, chroma).astype(np.float32)
         t.confidence[seen] *= plausible.astype(np.float32)
     out = {}
     spread = _detail_spread(model, face_tile, reg, monotone) if options.skin_grain else np.zeros((0, 3))
