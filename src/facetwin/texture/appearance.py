@@ -233,12 +233,18 @@ IMPLAUSIBLE_GROW_UV = 0.01
 past it (:func:`grow_implausible`); specks narrower than this do not reach."""
 GROW_MAX_GRID = 1024
 """Largest grid :func:`grow_implausible` filters on; larger tiles are reduced by blocks first."""
-SHINE_CONFIDENCE = 0.25
-"""A texel whose removed shine is this multiple of its diffuse brightness has lost all confidence. The
-diffuse colour left under shine is the local skin chromaticity times what the split leaves of the
-brightness, and its error grows with the share taken off: under a broad sheen that the fitted light
-already half explains (model_face's lit cheek) a shine of 0.5-1x the diffuse leaves a dark gray, which
-at 1.0 kept half its weight against the mirrored cheek and showed as a gray ring."""
+SHINE_CONFIDENCE = 0.35
+"""A texel whose removed shine is this multiple of its diffuse brightness (averaged over
+:data:`SHINE_SHARE_SMOOTH_UV`) has lost all confidence. The diffuse colour left under shine is the local
+skin chromaticity times what the split leaves of the brightness, and its error grows with the share taken
+off: under a broad sheen that the fitted light already half explains (model_face's lit cheek) a shine of
+0.5-1x the diffuse leaves a dark gray, which at 1.0 kept half its weight against the mirrored cheek and
+showed as a gray ring; at 0.25 the dewy forehead of woman_portrait, glints over a fifth of it, lost half
+its weight."""
+SHINE_SHARE_SMOOTH_UV = 0.01
+"""Gaussian sigma (a fraction of the tile, about 2 mm on the face) over which the shine's share of the
+colour is averaged before it lowers the confidence: the glints on the pores of dewy skin (woman_portrait)
+are a large share of their own texels, and speckled the confidence."""
 MIN_CHEEK_TEXELS = 50
 SHINE_FADE_UV = 0.018
 """Distance from the eyes, lips and brows (a fraction of the tile, about 3.5 mm on the face) over which the
@@ -1772,8 +1778,13 @@ def _take_off_shine(albedo: np.ndarray, confidence: np.ndarray, reg) -> tuple[np
     out = albedo - spec[..., None]
     conf = np.array(confidence, np.float32)
     shiny = spec > 0.0
-    lum = np.maximum(np.nan_to_num(out[shiny]).mean(axis=1), 1e-6)
-    conf[shiny] *= np.clip(1.0 - spec[shiny] / (SHINE_CONFIDENCE * lum), 0.0, 1.0)
+    share = np.zeros(conf.shape, np.float32)
+    share[shiny] = spec[shiny] / np.maximum(np.nan_to_num(out[shiny]).mean(axis=1), 1e-6)
+    # The share over a neighbourhood: the glints of single pores come off cleanly and keep their texels.
+    sigma = SHINE_SHARE_SMOOTH_UV * size
+    weight = cv2.GaussianBlur(treat.astype(np.float32), (0, 0), sigma)
+    share = cv2.GaussianBlur(share * treat, (0, 0), sigma) / np.maximum(weight, 1e-6)
+    conf[treat] *= np.clip(1.0 - share[treat] / SHINE_CONFIDENCE, 0.0, 1.0)
     return out, conf, float(spec[treat].mean()) if treat.any() else 0.0
 
 
