@@ -276,11 +276,12 @@ sigma (Jacques 1998 gives 0.2 % for bloodless skin; flushed cheeks reach several
 TONE_AMBIGUITY_COST = 2.0
 """A reading of the cheeks at least :data:`TONE_AMBIGUITY_ITA` away from the fit's, whose cost
 (:func:`_fit_chromaticity`) is within this of the fit's, makes the skin tone ambiguous (the manifold's fold:
-light skin with much blood and dark skin with little have one chromaticity)..."""
+light skin with much blood and dark skin with little have one chromaticity), unless the eyes or a scene
+white weigh in (:data:`TONE_EVIDENCE_WEIGHT`)."""
 TONE_AMBIGUITY_ITA = 30.0
 """Degrees of ITA between two readings that make them different skin tones (a class is 10-20 wide)."""
 TONE_EVIDENCE_WEIGHT = 0.3
-"""...unless the eyes or a scene white weighed at least this in the scale (:func:`_calibrate`)."""
+"""Weight in the scale (:func:`_calibrate`) from which the eyes or a scene white settle the tone."""
 
 
 @dataclass(frozen=True)
