@@ -1768,6 +1768,7 @@ def _take_off_shine(albedo: np.ndarray, confidence: np.ndarray, reg) -> tuple[np
     """
     import cv2
 
+    from facetwin.texture.complete import gaussian_blur
     from facetwin.texture.delight import remove_specular
 
     size = albedo.shape[0]
@@ -1783,8 +1784,8 @@ def _take_off_shine(albedo: np.ndarray, confidence: np.ndarray, reg) -> tuple[np
     share[shiny] = spec[shiny] / np.maximum(np.nan_to_num(out[shiny]).mean(axis=1), 1e-6)
     # The share over a neighbourhood: the glints of single pores come off cleanly and keep their texels.
     sigma = SHINE_SHARE_SMOOTH_UV * size
-    weight = cv2.GaussianBlur(treat.astype(np.float32), (0, 0), sigma)
-    share = cv2.GaussianBlur(share * treat, (0, 0), sigma) / np.maximum(weight, 1e-6)
+    weight = gaussian_blur(treat.astype(np.float32), sigma)
+    share = gaussian_blur(share * treat, sigma) / np.maximum(weight, 1e-6)
     conf[treat] *= np.clip(1.0 - share[treat] / SHINE_CONFIDENCE, 0.0, 1.0)
     return out, conf, float(spec[treat].mean()) if treat.any() else 0.0
 

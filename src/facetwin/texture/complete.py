@@ -487,7 +487,7 @@ def skin_detail_spread(texture_linear: np.ndarray, source: np.ndarray, edges: np
     src = src[box]
     w = src.astype(np.float32)
     log = np.log(np.maximum(np.nan_to_num(tex[box], nan=1.0), 1e-4)) * w[..., None]
-    blurs = [log] + [_smooth(log, x) / np.maximum(_smooth(w, x), 1e-6)[..., None] for x in e[1:]]
+    blurs = [log] + [gaussian_blur(log, x) / np.maximum(gaussian_blur(w, x), 1e-6)[..., None] for x in e[1:]]
     # A regular subsample is plenty for a median (and the whole source of a 4096 tile is millions).
     where = np.flatnonzero(src.ravel())
     where = where[:: max(1, where.size // _DETAIL_SAMPLES)]
@@ -505,7 +505,7 @@ def _check_edges(edges) -> np.ndarray:
     return e
 
 
-def _smooth(x: np.ndarray, sigma: float) -> np.ndarray:
+def gaussian_blur(x: np.ndarray, sigma: float) -> np.ndarray:
     """Gaussian blur of (H, W[, C]) by ``sigma`` texels; wide ones on a reduced copy (the result is smooth
     at that scale anyway), about 4 texels of blur at the reduced size."""
     import cv2
@@ -521,7 +521,7 @@ def _smooth(x: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def _blur_transfer(sigma: float, n: int) -> np.ndarray:
-    """(n, n // 2 + 1) real transfer function of :func:`_smooth` by ``sigma`` (1 for 0) on an n-periodic grid.
+    """(n, n // 2 + 1) real transfer function of :func:`gaussian_blur` by ``sigma`` (1 for 0) on an n-periodic grid.
 
     The blur is separable (one 1-D kernel along rows and columns), so its transfer is the outer product of
     the 1-D one, read off a blurred impulse in a single row (whose vertical pass is the identity).
@@ -530,7 +530,7 @@ def _blur_transfer(sigma: float, n: int) -> np.ndarray:
         return np.ones((n, n // 2 + 1))
     delta = np.zeros((1, n), np.float32)
     delta[0, n // 2] = 1.0
-    line = np.fft.ifftshift(_smooth(delta, sigma)[0].astype(np.float64))
+    line = np.fft.ifftshift(gaussian_blur(delta, sigma)[0].astype(np.float64))
     return np.fft.fft(line).real[:, None] * np.fft.rfft(line).real[None, :]
 
 
