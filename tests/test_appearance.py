@@ -702,6 +702,15 @@ def test_estimate_appearance_bad_inputs(model, points, results):
         estimate_appearance(model, scene.photo, scene.face, app.fit, points=points, texture_size=10)
 
 
+def test_smallest_texture(model, points, results):
+    """At 64 texels a texel is coarser than skin's detail: no grain is measured or synthesized, and the
+    tile is still complete."""
+    scene, _, app, _ = results("tan", "front_white")
+    small = estimate_appearance(model, scene.photo, scene.face, app.fit, points=points, texture_size=64)
+    assert small.albedo_uv_linear.shape == (64, 64, 3) and np.all(np.isfinite(small.albedo_uv_linear))
+    assert small.skin["ita_deg"] == pytest.approx(app.skin["ita_deg"], abs=5.0)
+
+
 def test_overlay_renders_over_the_photo(model, results):
     scene, _, app, _ = results("tan", "front_white")
     out = render_appearance_overlay(model, app, scene.photo.image_srgb)

@@ -1858,6 +1858,8 @@ def _detail_spread(model: HeadModel, face_tile: _Tile, reg, monotone: bool) -> n
     from facetwin.texture.uvmap import tile_cm_per_uv
 
     edges = detail_scales(face_tile.raster.size / tile_cm_per_uv(model, 0))
+    if edges.size < 2:  # a texel is coarser than skin's detail
+        return np.zeros((0, 3))
     # Monotone photos: one gray channel's spreads, for all three.
     albedo = face_tile.albedo.mean(axis=2, keepdims=True) if monotone else face_tile.albedo
     plain = (face_tile.confidence > DETAIL_SOURCE_CONFIDENCE) & ~reg.features
