@@ -1607,8 +1607,8 @@ def _fit_chromaticity(albedo: np.ndarray) -> dict:
 
     g = skin_grid()
     la = np.log(np.maximum(np.asarray(albedo, np.float64), 1e-6))
-    target = la - la.mean()
-    c, lm, lh = _grid_costs(albedo)
+    target = _log_chromaticity(albedo)
+    c, lm, lh = _grid_costs(target)
     i, j = np.unravel_index(np.argmin(c), c.shape)
     cur = np.array([lm[i, j], lh[i, j]])
     fc = float(c[i, j])
@@ -1641,15 +1641,20 @@ def _cost(target: np.ndarray, log_h, log_albedo: np.ndarray):
     return (r**2).sum(axis=-1) / CHROMA_SIGMA**2 + prior
 
 
-def _grid_costs(albedo: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(n, m) cost of each inner node of the manifold grid for ``albedo``'s chromaticity, and the nodes'
-    log melanin and log blood fractions."""
+def _log_chromaticity(albedo: np.ndarray) -> np.ndarray:
+    """(3,) zero-mean natural-log colour of ``albedo`` (its scale left out)."""
+    la = np.log(np.maximum(np.asarray(albedo, np.float64), 1e-6))
+    return la - la.mean()
+
+
+def _grid_costs(target: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(n, m) cost of each inner node of the manifold grid for the zero-mean log colour ``target``
+    (:func:`_log_chromaticity`), and the nodes' log melanin and log blood fractions."""
     from facetwin.texture.skin import skin_grid
 
     g = skin_grid()
-    la = np.log(np.maximum(np.asarray(albedo, np.float64), 1e-6))
     lm, lh = np.meshgrid(g.log_melanin[1:-1], g.log_haemoglobin[1:-1], indexing="ij")
-    return _cost(la - la.mean(), lh, np.log(g.albedo_linear[1:-1, 1:-1])), lm, lh
+    return _cost(target, lh, np.log(g.albedo_linear[1:-1, 1:-1])), lm, lh
 
 
 def _other_tone(albedo: np.ndarray, fit: dict) -> dict | None:
@@ -1658,7 +1663,7 @@ def _other_tone(albedo: np.ndarray, fit: dict) -> dict | None:
     there is none on the grid."""
     from facetwin.texture.skin import ita_degrees, skin_grid
 
-    c, _, _ = _grid_costs(albedo)
+    c, _, _ = _grid_costs(_log_chromaticity(albedo))
     ita = ita_degrees(skin_grid().albedo_linear[1:-1, 1:-1])
     far = np.abs(ita - float(ita_degrees(fit["albedo_linear"]))) >= TONE_AMBIGUITY_ITA
     if not far.any():
