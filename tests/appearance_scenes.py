@@ -4,7 +4,8 @@ Not a test module (no ``test_`` prefix); the appearance and photometric tests im
 built from the biophysical skin model (:mod:`facetwin.texture.skin`) with a base melanin per skin tone, a
 blush on the cheeks, redder lips, dark brows and blemishes; the head is rendered with the forward model of
 :mod:`facetwin.texture.delight` (Lambert, second-order SH light, light-weighted visibility from 128
-shadow maps of the true mesh), supersampled 2x, encoded as 8-bit sRGB. The "detected" landmarks are the
+shadow maps of the true mesh, and a sheen where asked: :func:`key_sheen`), supersampled 2x, encoded as
+8-bit sRGB. The "detected" landmarks are the
 model's own correspondence points projected from the true mesh, plus noise.
 """
 
@@ -21,6 +22,7 @@ from facetwin.frames import linear_to_srgb, srgb_to_linear
 from facetwin.io import Photo
 from facetwin.texture.appearance import SCLERA_ALBEDO_LINEAR
 from facetwin.texture.delight import (
+    Sheen,
     occluding_faces,
     render_textured,
     sh_ambient_light,
@@ -45,17 +47,34 @@ MATERIAL_ALBEDO = {
 TONES = {"very_light": 0.028, "light": 0.06, "tan": 0.11, "brown": 0.17, "dark": 0.21}
 """Base melanin fraction per skin tone: ITA about +62, +42, +20, -12 and -50 degrees at 1.2 % blood."""
 BASE_BLOOD = 0.012
+SHEEN_SPECULAR_ALBEDO = 0.05
+"""Specular albedo of the sheen scenes: skin's Fresnel reflectance (0.028 at normal incidence) raised by an
+oily surface and grazing angles."""
+
+KEY_LIGHTS = {
+    "front_white": ([0.3, 0.4, 1.0], 2.4),
+    "warm_key_blue_fill": ([-0.8, 0.6, 0.8], [2.6, 2.1, 1.5]),
+    "one_sided": ([1.0, 0.25, 0.35], 2.9),
+}
+"""Direction and irradiance of the key light of each of :func:`lights`."""
 
 
 def lights() -> dict[str, np.ndarray]:
     """Three known SH lights (9, 3), head frame: soft white from the front, warm key with a blue fill from
     the upper left, and a hard white light from the subject's left side with little fill."""
+    ambient = {"front_white": 0.25, "warm_key_blue_fill": [0.15, 0.2, 0.3], "one_sided": 0.08}
     return {
-        "front_white": sh_directional_light([0.3, 0.4, 1.0], 2.4) + sh_ambient_light(0.25),
-        "warm_key_blue_fill": sh_directional_light([-0.8, 0.6, 0.8], [2.6, 2.1, 1.5])
-        + sh_ambient_light([0.15, 0.2, 0.3]),
-        "one_sided": sh_directional_light([1.0, 0.25, 0.35], 2.9) + sh_ambient_light(0.08),
+        name: sh_directional_light(*KEY_LIGHTS[name]) + sh_ambient_light(ambient[name]) for name in KEY_LIGHTS
     }
+
+
+def key_sheen(light: str, specular_albedo: float = SHEEN_SPECULAR_ALBEDO, exponent: float = 16.0) -> Sheen:
+    """The sheen of skin with this specular albedo under the key of one of :func:`lights`: a lobe as wide as
+    skin's (Blinn-Phong 16), in the key's colour, its peak 0.4-1.4 times the diffuse skin it falls on."""
+    direction, irradiance = KEY_LIGHTS[light]
+    d = np.asarray(direction, np.float64)
+    rgb = specular_albedo * np.broadcast_to(np.asarray(irradiance, np.float64), (3,))
+    return Sheen(direction=d / np.linalg.norm(d), exponent=exponent, rgb=rgb)
 
 
 def skin_tiles(model, size: int, melanin: float, seed: int = 0) -> dict[int, np.ndarray]:
@@ -146,10 +165,11 @@ def make_scene(
     seed: int = 0,
     occluder: str | None = None,
     background_srgb=(0.45, 0.5, 0.55),
+    sheen: Sheen | None = None,
 ) -> Scene:
     """Render a scene; ``occluder`` is None, "sunglasses" (dark lenses over both eyes), "glasses" (thin soft
-    frames around them) or "hair" (a dark
-    strand across the forehead from the image border)."""
+    frames around them) or "hair" (a dark strand across the forehead from the image border); ``sheen`` the
+    skin's broad shine, or None for a matte skin."""
     import cv2
 
     from facetwin.render.shade import vertex_normals
@@ -164,7 +184,7 @@ def make_scene(
     K2 = camera.K.copy()
     K2[:2] *= ss
     big, _ = render_textured(
-        model, vertices, camera.R, camera.t, K2, HEIGHT * ss, WIDTH * ss, tiles, sh_light, ratio, mats
+        model, vertices, camera.R, camera.t, K2, HEIGHT * ss, WIDTH * ss, tiles, sh_light, ratio, mats, sheen
     )
     covered = np.any(big > 0, axis=2)
     bg = srgb_to_linear(np.asarray(background_srgb, np.float32))

@@ -10,13 +10,17 @@ import torch
 
 import appearance_scenes as S
 from facetwin.fit.photometric import (
+    _channels,
+    _light_columns,
+    _residual,
     _rodrigues,
     _sh_design,
-    _solve_sh,
+    _solve_light,
     face_oval_px,
     landmark_polygon,
     psnr_masked,
     refine_photometric,
+    sheen_colours,
     ssim_masked,
     work_view,
 )
@@ -94,6 +98,7 @@ def test_recovers_the_shading(model, scene, refined):
     err = float(np.sqrt(np.mean(r**2)))
     assert err < SHADING_ERR_MAX, err
     assert refined.metrics["psnr_db"] > 35.0, refined.metrics
+    assert refined.sheen is None
     assert refined.sh_light.shape == (9, 3)
     assert refined.albedo_grid_linear.ndim == 3 and refined.albedo_grid_linear.shape[2] == 3
 
@@ -178,7 +183,7 @@ def test_landmark_polygons(scene):
         assert steps.max() < 0.5 * np.ptp(poly, axis=0).max()
 
 
-def test_solve_sh_known_answer():
+def test_solve_light_known_answer():
     """Noise-free Lambertian pixels under a known light: the light comes back exactly (no colour ridge
     bias, since the light is gray-shaped and the albedo carries the colour)."""
     rng = np.random.default_rng(1)
@@ -191,9 +196,64 @@ def test_solve_sh_known_answer():
     ratio = np.ones((4000, 3), np.float32)
     design = _sh_design(n)
     I = albedo * (design @ light)
-    got = _solve_sh(I, albedo, ratio, design, np.ones(4000))
+    weights = np.ones(4000)
+    got, exponent, rgb = _solve_light(I, albedo, ratio, design, weights, {}, weights)
     pred = albedo * (design @ got)
     np.testing.assert_allclose(pred, I, atol=2e-3)
+    assert exponent == 0.0 and not rgb.any()
+    # With a sheen of known strength, exponent and (warm) colour: all come back, and the light with them.
+    from facetwin.texture.delight import sheen_lobe
+
+    view = np.broadcast_to([0.0, 0.0, 1.0], (4000, 3))
+    lobes = {p: sheen_lobe(n, view, np.array([0.6, 0.3, 0.74]), p) for p in (8.0, 16.0)}
+    colour = sheen_colours()[-2]
+    shiny = I + 0.07 * lobes[16.0][:, None] * colour[None, :]
+    got, exponent, rgb = _solve_light(shiny, albedo, ratio, design, weights, lobes, weights)
+    assert exponent == 16.0
+    np.testing.assert_allclose(rgb, 0.07 * colour, rtol=0.02)
+    np.testing.assert_allclose(albedo * (design @ got), I, atol=2e-3)
+    # The residual from the normal equations' products is the one summed over the pixels.
+    columns = _light_columns(albedo, ratio, design)
+    judge = rng.uniform(0.0, 2.0, 4000)
+    channels = _channels(shiny, columns, judge, lobes[8.0])
+    x = rng.normal(size=37)
+    pred = np.stack([columns[c] @ (x[:9] + x[9 + 9 * c : 18 + 9 * c]) for c in range(3)], axis=1)
+    pred += x[36] * lobes[8.0][:, None] * colour[None, :]
+    direct = float((judge[:, None] * (shiny - pred) ** 2).sum())
+    assert _residual(x, channels, colour) == pytest.approx(direct, rel=1e-9)
+
+
+def _peak(sheen) -> float:
+    """Mean radiance of a sheen where the normal is the half vector and faces the light."""
+    return float(sheen.rgb.mean()) * (sheen.exponent + 8.0) / (8.0 * math.pi)
+
+
+def test_finds_the_sheen_and_its_key(model, points, scene):
+    """Oily skin under a warm key (:func:`appearance_scenes.key_sheen`): the lobe's direction, strength and
+    colour come back, and with it the light explains the pixels as well as for matte skin. The matte scene
+    of the other tests gets no sheen."""
+    sc = scene["scene"]
+    truth = S.key_sheen("warm_key_blue_fill")
+    shiny = S.make_scene(
+        model,
+        points,
+        sc.tiles,
+        S.lights()["warm_key_blue_fill"],
+        sc.vertices,
+        sc.camera,
+        scene["visibility"],
+        sheen=truth,
+    )
+    fit = fit_face(model, points, shiny.photo, shiny.face)
+    got = refine_photometric(model, srgb_to_linear(shiny.photo.image_srgb), shiny.face.landmarks, fit, points)
+    assert got.sheen is not None
+    angle = math.degrees(math.acos(float(np.clip(got.sheen.direction @ truth.direction, -1.0, 1.0))))
+    assert angle < 8.0, angle
+    # The lobe's peak radiance (exponent and strength trade off a little), and the key's warm colour.
+    print(f"\nsheen: {angle:.1f} deg off, peak {_peak(got.sheen):.4f} (true {_peak(truth):.4f}), {got.sheen}")
+    assert _peak(got.sheen) == pytest.approx(_peak(truth), rel=0.25), (got.sheen, truth)
+    assert got.sheen.rgb[0] > got.sheen.rgb[2]
+    assert got.metrics["psnr_db"] > 35.0, got.metrics
 
 
 def test_rodrigues_matches_scipy_and_gradcheck():

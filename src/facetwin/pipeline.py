@@ -137,6 +137,14 @@ def _appearance_report(appearance, texture_size: int, albedo_bits: int, stylised
             "sh": _rounded(appearance.sh_light, 6),
             "basis": "real SH, Ramamoorthi-Hanrahan order, head frame, radiance",
             "units": "linear sRGB; albedo * irradiance / pi is the photo's linear intensity",
+            "sheen": None
+            if appearance.sheen is None
+            else {
+                "direction": _rounded(appearance.sheen.direction, 4),
+                "exponent": appearance.sheen.exponent,
+                "rgb_linear": _rounded(appearance.sheen.rgb, 5),
+                "model": "normalised Blinn-Phong lobe of the key light on the face's skin, the photo's units",
+            },
         },
         "skin": _rounded(appearance.skin),
         "appearance": _rounded(

@@ -2,9 +2,10 @@
 
 Analysis by synthesis on a crop of the photo around the face (:class:`WorkView`, :data:`WORK_PX` on its
 longer side), starting from the landmark fit. The image model is the one of :mod:`facetwin.texture.delight`:
-``I = albedo(uv) * E(n) / pi * V``, second-order SH light in the head frame, per-vertex light-weighted
-visibility ``V`` from shadow maps of the fitted mesh, ``albedo`` a :data:`ALBEDO_GRID` x
-:data:`ALBEDO_GRID` map over the face UV tile, all in linear light.
+``I = albedo(uv) * E(n) / pi * V + sheen``, second-order SH light in the head frame, per-vertex
+light-weighted visibility ``V`` from shadow maps of the fitted mesh, ``albedo`` a :data:`ALBEDO_GRID` x
+:data:`ALBEDO_GRID` map over the face UV tile, ``sheen`` the skin's broad shine of the key light
+(:class:`facetwin.texture.delight.Sheen`), all in linear light.
 
 Which pixels count (the skin mask): pixels of ``M_Face`` inside the detector's face oval, outside the
 eyes, brows, lips and nostrils (:mod:`facetwin.texture.regions`, looked up through each pixel's UV), seen at
@@ -15,12 +16,17 @@ are judged alike) is beyond :data:`OUTLIER_SIGMAS` robust standard deviations (h
 hands, shine, cast shadows the model lacks). Those get no weight.
 
 The fit alternates, :data:`OUTER_ITERATIONS` times: (1) the SH light by weighted linear least squares given
-albedo and geometry; (2) the albedo map as the weighted per-cell mean of ``I / shading`` given the light,
-smoothed; (3) robust (Cauchy) weights from the residuals; (4) :data:`GEOMETRY_STEPS` Adam steps on
-rotation, translation, the first :data:`N_IDENTITY` identity coefficients and the expression weights,
-minimising the robust photometric loss plus the landmark reprojection term of the landmark fit (same
-landmarks, same weights, same priors), weighted by :data:`LANDMARK_WEIGHT` so the shape cannot drift
-from what the landmarks say. Gradients reach the geometry through the perspective-correct barycentrics,
+albedo and geometry, jointly with the strength of a sheen for each lobe of
+:data:`facetwin.texture.delight.SHEEN_EXPONENTS` and colour of :func:`sheen_colours` around the key
+direction of the last light (:func:`_refine_key`), the one that explains the pixels best kept if it explains
+them clearly better (:data:`SHEEN_MIN_GAIN`): a broad sheen left out of the model is taken up by the light
+and the albedo, whitens them where it falls and so moves the skin tone; (2) the albedo map as the weighted
+per-cell mean of ``I / shading`` given the light and the sheen, smoothed; (3) robust (Cauchy) weights from
+the residuals; (4) :data:`GEOMETRY_STEPS` Adam steps on rotation, translation, the first
+:data:`N_IDENTITY` identity coefficients and the expression weights, minimising the robust photometric loss
+of the pixels less their sheen plus the landmark reprojection term of the landmark fit (same landmarks, same
+weights, same priors), weighted by :data:`LANDMARK_WEIGHT` so the shape cannot drift from what the
+landmarks say. Gradients reach the geometry through the perspective-correct barycentrics,
 the normals and the UVs (:func:`facetwin.render.interpolate.barycentrics_torch`); coverage is not
 differentiated.
 
@@ -40,6 +46,7 @@ import numpy as np
 from facetwin.camera import Camera
 from facetwin.fit.landmarks import Fit, SurfacePoints
 from facetwin.model.ict import HeadModel
+from facetwin.texture.delight import SHEEN_EXPONENTS, Sheen, key_direction, sheen_lobe, view_directions
 
 WORK_PX = 256
 """Longer side of the face crop the fit works on, pixels: about 1 mm per pixel on the face."""
@@ -109,6 +116,22 @@ SH_COLOUR_RIDGE = 0.05
 normal equations: coloured light that varies with direction is allowed, noise in one channel is not."""
 INTENSITY_FLOOR = 1e-4
 """Linear intensities and albedos are floored here before square roots and ratios."""
+SHEEN_WARMTH = (-0.4, -0.2, 0.0, 0.2, 0.4, 0.6)
+"""Log red-blue balance of the sheen colours tried (:func:`sheen_colours`)."""
+KEY_SEARCH_DEG = 20.0
+"""How far from the irradiance's peak the sheen's key direction is looked for (:func:`_refine_key`)."""
+KEY_SEARCH_GRIDS = ((1024, KEY_SEARCH_DEG), (8192, 7.0))
+"""(directions over the sphere, reach in degrees) of :func:`_refine_key`'s two searches: 6.4 degrees apart
+within the whole reach (some 30 directions), then 2.2 apart within a coarse step of the best (some 30)."""
+SHEEN_ROUNDS = 3
+"""Rounds of light, sheen and albedo per pass while a sheen is kept (no geometry or weights between them)."""
+SHEEN_MIN_GAIN = 0.1
+"""A sheen is kept only where it takes at least this share off the squared residual of the light alone, over
+the skin candidates without the robust weights (which have taken the sheen's peak for an outlier): a real
+sheen takes off 13-77 % in the known-answer scenes (least on the lightest skin, whose albedo map can whiten
+under it), on the shared photos the studio light on woman_portrait's dark skin 19 %, while a lobe fitted to
+what else the model lacks (folds, makeup, an albedo finer than its grid) takes off at most 5 % and moves
+the light, and the skin tone, for nothing."""
 N_DIRECTIONS = 64
 
 
@@ -145,7 +168,10 @@ class PhotometricFit:
         candidate_mask: (h, w) bool crop pixels that could be skin (oval, M_Face, no feature, not grazing).
         outlier_mask: (h, w) bool candidates rejected as not skin.
         feature_mask: (h, w) bool crop pixels of M_Face on the eyes, brows, lips or nostrils.
-        rendered_linear: (h, w, 3) float32 the model's image of the candidates (0 elsewhere).
+        rendered_linear: (h, w, 3) float32 the model's image of the candidates (0 elsewhere), sheen
+            included.
+        sheen: the skin's broad shine, in the photo's linear units, or None where no lobe explains the
+            pixels better than the light alone (or the light has no key direction).
         visibility: (V, D) bool shadow-map visibility of the landmark fit's mesh.
         directions: (D, 3) float64 its directions, head frame.
         metrics: PSNR (dB) and SSIM on the skin mask, pixel counts, outlier fraction, landmark residuals,
@@ -163,6 +189,7 @@ class PhotometricFit:
     rendered_linear: np.ndarray
     visibility: np.ndarray
     directions: np.ndarray
+    sheen: Sheen | None = None
     metrics: dict = field(default_factory=dict)
 
 
@@ -401,6 +428,7 @@ def refine_photometric(
     geometry_steps: int = GEOMETRY_STEPS,
     refine_geometry: bool = True,
     monotone: bool = False,
+    fit_sheen: bool = True,
 ) -> PhotometricFit:
     """Jointly refine pose, identity, expression, SH light and a low-resolution albedo (module docstring).
 
@@ -419,6 +447,7 @@ def refine_photometric(
         refine_geometry: False keeps pose and shape as given (light and albedo only).
         monotone: a grayscale or sepia photo: the residual's cap rises to the core skin's own spread
             (:data:`SEED_RESIDUAL_CAP`).
+        fit_sheen: False fits no sheen (the Lambertian model alone).
 
     Returns:
         :class:`PhotometricFit`.
@@ -496,6 +525,7 @@ def refine_photometric(
         lm_loss0 = float(landmark_loss(R0, alpha, expr))
 
     sh = None
+    sheen = None
     albedo_grid = None
     weights = None
     chroma_ok = None
@@ -521,6 +551,9 @@ def refine_photometric(
         n_pix = np.einsum("nk,nkd->nd", bary, normals_full[vids])
         n_pix /= np.maximum(np.linalg.norm(n_pix, axis=1, keepdims=True), 1e-12)
         p_cam = np.einsum("nk,nkd->nd", bary, cam[vids])
+        p_head = np.einsum("nk,nkd->nd", bary, full[vids].astype(np.float64))
+        centre = -R_np.T @ t_np
+        view_dirs = view_directions(p_head, centre)
         view_cos = -np.einsum("nd,nd->n", n_pix @ R_np.T, p_cam) / np.linalg.norm(p_cam, axis=1)
         uv = np.einsum("nk,nkd->nd", bary, prob.corner_uv.numpy()[tri])
         reg = prob.regions
@@ -538,6 +571,7 @@ def refine_photometric(
         light_for_ratio = sh if sh is not None else _ambient()
         ratio_v = visibility_ratio(normals_full, visibility, dirs, light_for_ratio)
         ratio = np.einsum("nk,nkd->nd", bary, ratio_v[vids])
+        lit = ratio.mean(axis=1)  # the key's shadows on its sheen
         basis = _sh_design(n_pix)  # (N, 9) irradiance / pi per unit coefficient
         if albedo_grid is None:
             # Start from the skin's colour (the core region's, where no beard or hair is), so the light
@@ -566,12 +600,28 @@ def refine_photometric(
         # dark skin counts as much as light skin and the shine of dark skin does not pull the light.
         inv_i = 1.0 / np.maximum(I.mean(axis=1), INTENSITY_FLOOR * 10.0)
         for _ in range(passes):
-            sh = _solve_sh(I, a_pix, ratio, basis, wts * inv_i)
-            shade = np.clip(ratio * (basis @ sh), 0.0, None)
-            ref_log = _reference_log_albedo(I, shade, wts, core & use)
-            albedo_grid = _solve_albedo(I, shade, uv, wts * inv_i, ref_log)
-            a_pix = _sample_grid(albedo_grid, uv)
-            pred = a_pix * shade
+            key = None if sh is None or not fit_sheen else key_direction(sh, centre - p_head.mean(axis=0))
+            if key is not None:
+                residual = I - a_pix * np.clip(ratio * (basis @ sh), 0.0, None)
+                key = _refine_key(residual, wts * inv_i, n_pix, view_dirs, key, lit)
+            lobes = (
+                {}
+                if key is None
+                else {p: sheen_lobe(n_pix, view_dirs, key, p) * lit for p in SHEEN_EXPONENTS}
+            )
+            # The albedo map took up some of the sheen before there was one; it gives it back over rounds.
+            for _ in range(SHEEN_ROUNDS):
+                sh, exponent, sheen_rgb = _solve_light(I, a_pix, ratio, basis, wts * inv_i, lobes, seed * inv_i)
+                spec = lobes[exponent][:, None] * sheen_rgb[None, :] if exponent else np.zeros_like(I)
+                sheen = Sheen(direction=key, exponent=exponent, rgb=sheen_rgb) if exponent else None
+                diffuse = I - spec
+                shade = np.clip(ratio * (basis @ sh), 0.0, None)
+                ref_log = _reference_log_albedo(diffuse, shade, wts, core & use)
+                albedo_grid = _solve_albedo(diffuse, shade, uv, wts * inv_i, ref_log)
+                a_pix = _sample_grid(albedo_grid, uv)
+                if not exponent:
+                    break
+            pred = a_pix * shade + spec
             res = np.sqrt(np.maximum(I, INTENSITY_FLOOR)) - np.sqrt(np.maximum(pred, INTENSITY_FLOOR))
             r_norm = np.linalg.norm(res, axis=1) / math.sqrt(3.0)
             spread = max(1.4826 * float(np.median(r_norm[seed])), RESIDUAL_FLOOR)
@@ -601,7 +651,7 @@ def refine_photometric(
         from facetwin.render.raster import Raster
 
         sub_raster = Raster(tri_id=tri_map.reshape(h, w), bary=raster.bary, depth=raster.depth)
-        I_t = torch.from_numpy(I[keep])
+        I_t = torch.from_numpy((I - spec)[keep].astype(np.float32))
         ratio_t = torch.from_numpy(ratio[keep].astype(np.float32))
         w_t = torch.from_numpy(weights[sel_pix].astype(np.float32))
         grid_t = torch.from_numpy(np.ascontiguousarray(albedo_grid.transpose(2, 0, 1)))[None]
@@ -692,6 +742,7 @@ def refine_photometric(
         rendered_linear=rendered.reshape(h, w, 3),
         visibility=visibility,
         directions=dirs,
+        sheen=sheen,
         metrics=metrics,
     )
 
@@ -719,36 +770,155 @@ def _sh_design(normals: np.ndarray) -> np.ndarray:
     return y * a
 
 
-def _solve_sh(I, albedo, ratio, design, weights) -> np.ndarray:
-    """Weighted linear least squares for (9, 3) SH: ``I_c ~ albedo_c ratio_c (design @ L_c)``.
+@dataclass(frozen=True)
+class _Channels:
+    """Per-channel weighted products of the light's columns ``A_c = albedo_c ratio_c design`` (N, 9), the
+    intensity ``I_c`` and a sheen's lobe ``g`` (N,), from which the normal equations of :func:`_solve_light`
+    and the squared residual of any solution are assembled without going over the pixels again."""
 
-    ``L_c = L_shared + D_c``: one light shape for all channels plus per-channel departures under a ridge
-    (:data:`SH_COLOUR_RIDGE`), so the light's colour may vary with direction (a warm key and a blue fill)
-    without the dim channels of dark skin fitting their own noise. Band 2 is ridged too (:data:`SH_RIDGE`).
-    """
-    blocks_M, blocks_b = [], []
-    for c in range(3):
-        A = design * (albedo[:, c] * ratio[:, c])[:, None]
-        Aw = A * weights[:, None]
-        blocks_M.append(A.T @ Aw)
-        blocks_b.append(Aw.T @ I[:, c])
-    scale = sum(np.trace(M) for M in blocks_M) / 27.0
-    # Unknowns: [L_shared (9), D_0 (9), D_1 (9), D_2 (9)]; channel c sees L_shared + D_c.
-    n = 36
+    AA: list  # 3 x (9, 9) A_c' W A_c
+    AI: list  # 3 x (9,) A_c' W I_c
+    II: float  # sum_c I_c' W I_c
+    Ag: list | None = None  # 3 x (9,) A_c' W g
+    gg: float = 0.0  # g' W g
+    gI: np.ndarray | None = None  # (3,) g' W I_c
+
+
+def _channels(I, columns, weights, lobe=None, base: _Channels | None = None) -> _Channels:
+    """:class:`_Channels` of these pixels: ``columns`` the light's ``A_c`` (:func:`_light_columns`); ``base``
+    reuses the light's products (same pixels, same weights) when only the lobe is new."""
+    if base is None:
+        Aw = [a * weights[:, None] for a in columns]
+        base = _Channels(
+            AA=[a.T @ aw for a, aw in zip(columns, Aw)],
+            AI=[aw.T @ I[:, c] for c, aw in enumerate(Aw)],
+            II=float((weights[:, None] * I * I).sum()),
+        )
+    if lobe is None:
+        return base
+    gw = lobe * weights
+    return replace(base, Ag=[a.T @ gw for a in columns], gg=float(gw @ lobe), gI=gw @ I)
+
+
+def _light_columns(albedo, ratio, design) -> list:
+    """3 x (N, 9) the light's columns per channel, ``albedo_c ratio_c design``."""
+    return [design * (albedo[:, c] * ratio[:, c])[:, None] for c in range(3)]
+
+
+def _assemble(ch: _Channels, colour=None) -> tuple[np.ndarray, np.ndarray]:
+    """Normal equations ``M x = b`` over ``x = [L_shared (9), D_0, D_1, D_2 (9 each), k]``: channel c sees
+    the light ``L_shared + D_c`` and the sheen ``k colour_c g`` (no ``k`` without a colour)."""
+    n = 36 if colour is None else 37
     M = np.zeros((n, n))
     b = np.zeros(n)
     for c in range(3):
         sl = slice(9 + 9 * c, 18 + 9 * c)
         for r_sl in (slice(0, 9), sl):
             for c_sl in (slice(0, 9), sl):
-                M[r_sl, c_sl] += blocks_M[c]
-            b[r_sl] += blocks_b[c]
+                M[r_sl, c_sl] += ch.AA[c]
+            b[r_sl] += ch.AI[c]
+            if colour is not None:
+                M[r_sl, 36] += colour[c] * ch.Ag[c]
+                M[36, r_sl] += colour[c] * ch.Ag[c]
+    if colour is not None:
+        M[36, 36] = ch.gg * float(np.sum(np.square(colour)))
+        b[36] = float(np.dot(colour, ch.gI))
+    return M, b
+
+
+def _solve_assembled(M, b, ch: _Channels) -> np.ndarray:
+    """Solution of :func:`_assemble`'s equations under the light's ridges (module constants)."""
+    M = M.copy()
+    scale = sum(np.trace(a) for a in ch.AA) / 27.0
+    for c in range(3):
+        sl = slice(9 + 9 * c, 18 + 9 * c)
         M[sl, sl] += np.eye(9) * SH_COLOUR_RIDGE * scale
     band2 = [4, 5, 6, 7, 8]
     for off in (0, 9, 18, 27):
         M[[off + k for k in band2], [off + k for k in band2]] += SH_RIDGE * scale
-    x = np.linalg.solve(M + np.eye(n) * 1e-12 * max(scale, 1e-30), b)
-    return x[:9, None] + x[9:].reshape(3, 9).T
+    return np.linalg.solve(M + np.eye(M.shape[0]) * 1e-12 * max(scale, 1e-30), b)
+
+
+def _residual(x, ch: _Channels, colour=None) -> float:
+    """Weighted squared residual ``sum W (I - A x)^2`` of a solution, from the products alone."""
+    M, b = _assemble(ch, colour)
+    return max(ch.II - 2.0 * float(x @ b) + float(x @ M @ x), 0.0)
+
+
+def _sh_of(x) -> np.ndarray:
+    return x[:9, None] + x[9:36].reshape(3, 9).T
+
+
+def _solve_light(I, albedo, ratio, design, weights, lobes: dict, judge) -> tuple[np.ndarray, float, np.ndarray]:
+    """SH light and the sheen that, with it, explain ``I`` best: weighted linear least squares for the (9, 3)
+    SH and the sheen's strength ``k`` in ``I_c ~ albedo_c ratio_c (design @ L_c) + k colour_c lobe``.
+
+    ``L_c = L_shared + D_c``: one light shape for all channels plus per-channel departures under a ridge
+    (:data:`SH_COLOUR_RIDGE`), so the light's colour may vary with direction (a warm key and a blue fill)
+    without the dim channels of dark skin fitting their own noise. Band 2 is ridged too (:data:`SH_RIDGE`).
+    The sheen has the light's colour, which the camera's white balance has made gray or left warmer or
+    cooler: its colour is one of :func:`sheen_colours`, along the locus of daylight and lamps. A sheen free
+    to take any colour takes up the albedo map's colour errors instead.
+
+    Args:
+        I, albedo, ratio: (N, 3) observed intensity, albedo and visibility ratio per pixel.
+        design: (N, 9) :func:`_sh_design`.
+        weights: (N,) least-squares weights.
+        lobes: ``{exponent: (N,) sheen_lobe times the mean visibility ratio}``; empty for no sheen.
+        judge: (N,) weights of the residual the sheen must reduce (:data:`SHEEN_MIN_GAIN`).
+
+    Returns:
+        sh: (9, 3); exponent of the sheen (0 for none: no lobe takes :data:`SHEEN_MIN_GAIN` of the
+        residual off); rgb: (3,) its colour and strength, linear (zeros for none).
+    """
+    columns = _light_columns(albedo, ratio, design)
+    fit = _channels(I, columns, weights)
+    judged = _channels(I, columns, judge)
+    x = _solve_assembled(*_assemble(fit), fit)
+    plain = (_sh_of(x), 0.0, np.zeros(3))
+    best = plain
+    best_cost = plain_cost = _residual(x, judged)
+    for p, lobe in lobes.items():
+        fit_p = _channels(I, columns, weights, lobe, base=fit)
+        judged_p = _channels(I, columns, judge, lobe, base=judged)
+        for colour in sheen_colours():
+            x = _solve_assembled(*_assemble(fit_p, colour), fit_p)
+            if x[36] <= 0.0:
+                continue  # shine only adds light
+            cost = _residual(x, judged_p, colour)
+            if cost < best_cost:
+                best, best_cost = (_sh_of(x), float(p), float(x[36]) * colour), cost
+    return plain if best_cost > (1.0 - SHEEN_MIN_GAIN) * plain_cost else best
+
+
+def sheen_colours() -> np.ndarray:
+    """(C, 3) the colours a sheen is tried in: ``exp(t (1, 0, -1) / 2)`` for t in :data:`SHEEN_WARMTH`
+    (green 1; t = 0.6 is about a 3000 K lamp under a daylight white balance, -0.4 open shade)."""
+    t = np.asarray(SHEEN_WARMTH, np.float64)[:, None]
+    return np.exp(t * np.array([0.5, 0.0, -0.5])[None, :])
+
+
+def _refine_key(residual, weights, normals, view, key, lit) -> np.ndarray:
+    """The direction near ``key`` whose sheen (exponent 16, gray) takes the most off the weighted squared
+    ``residual`` (N, 3) of the light alone: the irradiance's peak is pulled off the key by the fill and by
+    the fit's second-order truncation, the sheen's lobe is not. Searched within :data:`KEY_SEARCH_DEG` on a
+    coarse grid of directions, then within a step of the best on a fine one."""
+    from facetwin.texture.delight import sphere_directions
+
+    sel = weights > 0.0
+    r, w, n, v, lit = residual[sel].sum(axis=1), weights[sel], normals[sel], view[sel], lit[sel]
+    best, best_gain = key, 0.0
+    for count, reach in KEY_SEARCH_GRIDS:
+        dirs = sphere_directions(count)
+        centre = best
+        for d in dirs[dirs @ centre >= math.cos(math.radians(reach))]:
+            lobe = sheen_lobe(n, v, d, 16.0) * lit
+            num = float((w * lobe) @ r)
+            den = 3.0 * float((w * lobe) @ lobe)
+            gain = num * num / den if num > 0.0 and den > 0.0 else 0.0
+            if gain > best_gain:
+                best, best_gain = d, gain
+    return best
 
 
 def _sample_grid(grid: np.ndarray, uv: np.ndarray) -> np.ndarray:

@@ -2,9 +2,10 @@
 
 :func:`estimate_appearance` runs, in linear light (:mod:`facetwin.frames`):
 
-1. **Photometric refinement** (:func:`facetwin.fit.photometric.refine_photometric`): pose, shape, SH light
-   and a low-resolution albedo from the skin pixels, with outliers (hair, glasses, beard, paint, hands)
-   rejected.
+1. **Photometric refinement** (:func:`facetwin.fit.photometric.refine_photometric`): pose, shape, SH light,
+   the skin's broad sheen under the key light (:class:`facetwin.texture.delight.Sheen`, where one explains
+   the pixels) and a low-resolution albedo from the skin pixels, with outliers (hair, glasses, beard, paint,
+   hands) rejected.
 2. **Unwrap**: every texel of the face tile (0) and the back-of-head tile (1) is placed on the refined mesh,
    projected into the photo and sampled (bilinear, full resolution). Its confidence in [0, 1] is the
    product of: visibility (its depth matches the z-buffer of the photo's view), the viewing angle
@@ -12,9 +13,11 @@
    be skin (:data:`EDGE_RAMP_FACE`), and being inside the detector's face oval and outside the occluders the
    photometric fit found (:func:`occluder_mask`). Only texels inside the face oval can count, so background
    and hair around the face never land on the skin.
-3. **Delight**: the sample is divided by the shading of the fitted light on the mesh's normals with the
-   light-weighted ambient occlusion of :mod:`facetwin.texture.delight`; the light's colour is not taken
-   beyond what it is where the photo saw the skin lit and facing it (:func:`_seen_light_colours`).
+3. **Delight**: the fitted sheen is taken off the sample, which is divided by the shading of the fitted
+   light on the mesh's normals with the light-weighted ambient occlusion of :mod:`facetwin.texture.delight`;
+   the light's colour is not taken beyond what it is where the photo saw the skin lit and facing it
+   (:func:`_seen_light_colours`). Where the sheen is most of the photo's colour, the confidence falls
+   (:data:`SHEEN_OF_PHOTO`).
 4. **White balance and scale** (colour photos): light and albedo are only known up to a common scale per
    channel. The light's colour is taken from the whites of the eyes where enough of them is seen
    (:data:`SCLERA_ALBEDO_LINEAR`), and what is left off the skin-colour manifold of
@@ -30,7 +33,7 @@
    are (:func:`_exposure_albedo`), and the albedo is gray. Where the whites of the eyes are seen, their
    known albedo is a further, independent estimate of the scale, weighed in by how much of them is seen
    (:func:`_calibrate`).
-5. **Shine**: the specular highlights are taken off the face tile (dichromatic model,
+5. **Shine**: the specular highlights sharper than the sheen are taken off the face tile (dichromatic model,
    :func:`facetwin.texture.delight.remove_specular`); where what was taken off is a large share of the
    colour, the confidence falls (:data:`SHINE_CONFIDENCE`) and the mirrored side counts instead.
    Then texels whose colour is implausible for this skin (off its chromaticity, far brighter:
@@ -56,6 +59,7 @@ import numpy as np
 
 from facetwin.fit.landmarks import Fit, SurfacePoints
 from facetwin.model.ict import HeadModel
+from facetwin.texture.delight import Sheen
 
 SCLERA_ALBEDO_LINEAR = (0.66, 0.66, 0.66)
 """Assumed diffuse albedo of the white of the eye, linear sRGB: a neutral white (sRGB about 0.84). It is the
@@ -241,6 +245,14 @@ off: under a broad sheen that the fitted light already half explains (model_face
 0.5-1x the diffuse leaves a dark gray, which at 1.0 kept half its weight against the mirrored cheek and
 showed as a gray ring; at 0.25 the dewy forehead of woman_portrait, glints over a fifth of it, lost half
 its weight."""
+SHEEN_OF_PHOTO = (0.7, 0.9)
+"""A texel keeps its confidence while the fitted sheen is at most the first share of its colour in the photo
+and has lost it at the second, where the diffuse left is a tenth of the photo and a tenth's error in the sheen
+is all of it. The sheen is a fitted model, not a per-texel split, so it is trusted further than other shine
+(:data:`SHINE_CONFIDENCE`: judged against the diffuse left, the known-answer scenes' dark skin, whose sheen
+is larger than its diffuse colour, lost the texels it had right and the fill from the other cheek raised its
+error from 0.065 to 0.072); a sheen larger than the photo is the model's error (the fitted nose tip lit where
+the real one is not)."""
 SHINE_SHARE_SMOOTH_UV = 0.01
 """Gaussian sigma (a fraction of the tile, about 2 mm on the face) over which the shine's share of the
 colour is averaged before it lowers the confidence: the glints on the pores of dewy skin (woman_portrait)
@@ -329,6 +341,8 @@ class Appearance:
         fit: the photometrically refined fit.
         vertex_visibility_ratio: (V, 3) float32 light-weighted visibility of each vertex under ``sh_light``
             (:func:`facetwin.texture.delight.visibility_ratio`), for re-rendering.
+        sheen: the skin's broad shine under the key light (:class:`facetwin.texture.delight.Sheen`), in the
+            photo's linear units (added to the render after its colour rendering), or None for none.
         monotone: the photo is grayscale or sepia (the albedo is gray).
         vivid: how vivid the photo's colour rendering is (:func:`_vividness`; 1: colorimetric): the photo's
             log chromaticity is the rendered light's times this (:func:`desaturate` by ``1 / vivid``).
@@ -346,6 +360,7 @@ class Appearance:
     vertex_visibility_ratio: np.ndarray
     monotone: bool
     vivid: float
+    sheen: Sheen | None = None
     metrics: dict = field(default_factory=dict)
 
 
@@ -604,7 +619,13 @@ def estimate_appearance(
         pad_texture,
         synthesize_detail,
     )
-    from facetwin.texture.delight import render_textured, shading_linear, visibility_ratio
+    from facetwin.texture.delight import (
+        render_sheen,
+        render_textured,
+        shading_linear,
+        sheen_radiance,
+        visibility_ratio,
+    )
     from facetwin.texture.regions import face_regions
     from facetwin.texture.uvmap import MAX_SIZE, mirror_texels, tile_cm_per_uv, uv_raster
 
@@ -636,6 +657,8 @@ def estimate_appearance(
         points,
         refine_geometry=options.refine_geometry,
         monotone=monotone,
+        # Without colour a sheen cannot be told from the light's own gradient (the shine step is off too).
+        fit_sheen=options.remove_shine and not monotone,
     )
     seconds["photometric"] = time.perf_counter() - t0
 
@@ -722,6 +745,8 @@ def estimate_appearance(
     t0 = time.perf_counter()
     back_size = max(64, round(size * options.back_tile_scale))
     shade_v = _seen_light_colours(shading_linear(normals, ratio_v, sh), normals, verts, cam)
+    centre = -cam.R.T @ cam.t
+    sheen_v = sheen_radiance(normals, verts, centre, phot.sheen, ratio_v)
     tiles = {}
     for tile, s in ((0, size), (1, back_size)):
         tiles[tile] = _unwrap(
@@ -730,6 +755,7 @@ def estimate_appearance(
             verts,
             normals,
             shade_v,
+            sheen_v,
             cam,
             image_linear,
             capture,
@@ -834,8 +860,9 @@ def estimate_appearance(
     radiance, _ = render_textured(
         model, verts, cam.R, cam.t, view.K, h, w, {0: out[0], 1: out[1]}, sh, ratio_final, overlay_materials()
     )
+    shine = render_sheen(model, verts, cam.R, cam.t, view.K, h, w, phot.sheen, ratio_final)
     obs_srgb = linear_to_srgb(view.image_linear)
-    ren_srgb = linear_to_srgb(desaturate(radiance, 1.0 / wb["vivid"]))
+    ren_srgb = linear_to_srgb(desaturate(radiance, 1.0 / wb["vivid"]) + shine)
     rerender = {
         "psnr_db": psnr_masked(obs_srgb, ren_srgb, phot.skin_mask),
         "ssim": ssim_masked(obs_srgb, ren_srgb, phot.skin_mask),
@@ -865,6 +892,7 @@ def estimate_appearance(
         skin=skin,
         fit=new_fit,
         vertex_visibility_ratio=ratio_final,
+        sheen=phot.sheen,
         monotone=monotone,
         vivid=float(wb["vivid"]),
         metrics=metrics,
@@ -899,7 +927,7 @@ def render_appearance_overlay(model: HeadModel, appearance: Appearance, image_sr
 
     from facetwin.frames import linear_to_srgb
     from facetwin.render.preview import drawn_box
-    from facetwin.texture.delight import render_textured, shading_linear
+    from facetwin.texture.delight import render_sheen, render_textured, shading_linear
 
     img = np.asarray(image_srgb, np.float32)
     if img.ndim != 3 or img.shape[2] != 3:
@@ -921,6 +949,11 @@ def render_appearance_overlay(model: HeadModel, appearance: Appearance, image_sr
         k[:2] *= scale
         size = (max(round((y1 - y0) * scale), 1), max(round((x1 - x0) * scale), 1))
         return render_textured(model, appearance.fit.vertices, cam.R, cam.t, k, *size, tiles, light, ratio, materials)
+
+    shine = render_sheen(
+        model, appearance.fit.vertices, cam.R, cam.t, K, y1 - y0, x1 - x0, appearance.sheen,
+        appearance.vertex_visibility_ratio,
+    )
 
     radiance, material = render(
         {0: appearance.albedo_uv_linear, 1: appearance.albedo_back_uv_linear},
@@ -945,7 +978,7 @@ def render_appearance_overlay(model: HeadModel, appearance: Appearance, image_sr
     drawn = material == model.material_names.index("M_Face")
     alpha = np.where(drawn, _smoothstep(seen[..., 0], *OVERLAY_CONFIDENCE_RAMP), 0.0)[..., None]
     crop = out[y0:y1, x0:x1]
-    photo_colour = desaturate(radiance, 1.0 / appearance.vivid)
+    photo_colour = desaturate(radiance, 1.0 / appearance.vivid) + shine
     out[y0:y1, x0:x1] = crop * (1.0 - alpha) + linear_to_srgb(photo_colour) * alpha
     return np.round(np.clip(out, 0.0, 1.0) * 255.0).astype(np.uint8)
 
@@ -1068,6 +1101,7 @@ def _unwrap_kernel(
     verts,
     normals,
     shade_v,
+    sheen_v,
     rot,
     trans,
     kmat,
@@ -1085,6 +1119,8 @@ def _unwrap_kernel(
     cos_hi,
     tol_cm,
     tol_px,
+    sheen_full,
+    sheen_lost,
     albedo,
     raw,
     conf,
@@ -1093,7 +1129,10 @@ def _unwrap_kernel(
 ):  # pragma: no cover - compiled
     """Everything of :func:`_unwrap` per valid texel ``idx[k]`` (flat index); see the module docstring.
 
-    ``maps`` (h, w, 4) holds the capture's edge distance, inner depth-edge distance, oval and opening.
+    ``maps`` (h, w, 4) holds the capture's edge distance, inner depth-edge distance, oval and opening;
+    ``sheen_v`` (V, 3) the sheen's radiance per vertex, taken off the photo before dividing by the shading;
+    the confidence falls with its share of the photo's colour from ``sheen_full`` to ``sheen_lost``
+    (:data:`SHEEN_OF_PHOTO`).
     Writes ``albedo``, ``raw`` (S*S, 3), ``conf``, ``seen`` (S*S) and ``lum`` (n,) the texel's shading.
     """
     H, W = image.shape[0], image.shape[1]
@@ -1151,9 +1190,15 @@ def _unwrap_kernel(
         for d in range(3):
             v = _bilinear(image, px - 0.5, py - 0.5, d)
             raw[q, d] = v
-        albedo[q, 0] = raw[q, 0] / max(s0, 1e-12)
-        albedo[q, 1] = raw[q, 1] / max(s1, 1e-12)
-        albedo[q, 2] = raw[q, 2] / max(s2, 1e-12)
+        sheen_sum = 0.0
+        for d in range(3):
+            sheen = w0 * sheen_v[a, d] + w1 * sheen_v[b, d] + w2 * sheen_v[c, d]
+            shade = s0 if d == 0 else (s1 if d == 1 else s2)
+            albedo[q, d] = max(raw[q, d] - sheen, 0.0) / max(shade, 1e-12)
+            sheen_sum += sheen
+        if sheen_sum > 0.0:
+            share = sheen_sum / max(raw[q, 0] + raw[q, 1] + raw[q, 2], 1e-12)
+            conf[q] *= _ramp((sheen_lost - share) / (sheen_lost - sheen_full))
 
 
 def _seen_light_colours(shading: np.ndarray, normals: np.ndarray, verts: np.ndarray, cam) -> np.ndarray:
@@ -1192,12 +1237,16 @@ def _seen_light_colours(shading: np.ndarray, normals: np.ndarray, verts: np.ndar
     return np.exp(level + held - held.mean(axis=1, keepdims=True))
 
 
-def _unwrap(model, uvr, verts, normals, shade_v, cam, image_linear, capture, occl_soft, view) -> _Tile:
-    """Sample the photo into one tile with confidence, and divide by the shading (module docstring).
+def _unwrap(model, uvr, verts, normals, shade_v, sheen_v, cam, image_linear, capture, occl_soft, view) -> _Tile:
+    """Sample the photo into one tile with confidence, take off the sheen and divide by the shading (module
+    docstring).
 
     The shading ``shade_v`` (V, 3) is given at the vertices (exact SH irradiance of the vertex normal, times
     the vertex's visibility ratio, its colour held by :func:`_seen_light_colours`) and interpolated across
-    each triangle: second-order SH light varies far more slowly than a 3 mm triangle.
+    each triangle: second-order SH light varies far more slowly than a 3 mm triangle. So is the sheen's
+    radiance ``sheen_v`` (V, 3): its lobe is some 2 cm wide on the cheek. Where it is a large share of the
+    texel's colour the diffuse left is a guess (the fitted nose tip is not quite where the real one catches
+    the light), and the texel's confidence falls (:data:`SHEEN_OF_PHOTO`).
     """
     from facetwin.texture.delight import SHADING_FLOOR
 
@@ -1221,6 +1270,7 @@ def _unwrap(model, uvr, verts, normals, shade_v, cam, image_linear, capture, occ
         np.ascontiguousarray(verts, np.float64),
         np.ascontiguousarray(normals, np.float64),
         shade_v,
+        np.ascontiguousarray(sheen_v, np.float64),
         np.ascontiguousarray(cam.R, np.float64),
         np.ascontiguousarray(cam.t, np.float64),
         np.ascontiguousarray(cam.K, np.float64),
@@ -1238,6 +1288,8 @@ def _unwrap(model, uvr, verts, normals, shade_v, cam, image_linear, capture, occ
         VIEW_COS_RAMP[1],
         DEPTH_TOLERANCE_CM,
         DEPTH_TOLERANCE_PX,
+        SHEEN_OF_PHOTO[0],
+        SHEEN_OF_PHOTO[1],
         albedo,
         raw,
         conf,

@@ -15,13 +15,18 @@ Forward model, in linear light (see :mod:`facetwin.frames`), for a point ``x`` o
   exactly 1 whatever the sampling, so the coarse sampling only matters in the eye sockets, under the nose
   and chin and behind the ears, where it gives soft, light-dependent shadows.
 * ``specular`` is the shine of the skin's surface (Shafer's dichromatic model, 1985): it has the colour of the
-  light, so once the image is divided by ``S`` (which carries the light's colour) it adds a grey offset to the
-  albedo. :func:`remove_specular` takes it off against the local colour of the diffuse skin.
+  light. Its broad part, the sheen of the key light over a cheek or the forehead, is a :class:`Sheen`: a
+  normalised Blinn-Phong lobe around the mirror direction of the SH light's dominant direction
+  (:func:`key_direction`), fitted with the light by :func:`facetwin.fit.photometric.refine_photometric` and
+  subtracted before dividing by ``S``. What is left, glints sharper than the lobe, adds a grey offset to the
+  albedo once it is divided by ``S`` (which carries the light's colour); :func:`remove_specular` takes it off
+  against the local colour of the diffuse skin.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -239,6 +244,136 @@ def sh_ambient_light(radiance_rgb) -> np.ndarray:
     out[0] = 2.0 * math.sqrt(math.pi) * np.broadcast_to(np.asarray(radiance_rgb, np.float64), (3,))
     return out
 
+SHEEN_EXPONENTS = (8.0, 16.0, 32.0, 64.0)
+"""Blinn-Phong exponents a :class:`Sheen` is fitted with: skin's roughness (Beckmann m about 0.3-0.45,
+Weyrich et al. 2006) is p = 2 / m^2 - 2, about 8 to 20; oily skin's sharper lobes reach 64."""
+KEY_DIRECTIONS = 2048
+"""Directions :func:`key_direction` searches: 4.5 degrees apart, a fifth of the narrowest lobe's width."""
+KEY_MIN_CONTRAST = 0.05
+"""Light whose strongest irradiance is within this fraction of its mean over the camera's side has no key
+(:func:`key_direction`): an even light's sheen is spread over the whole face, not a lobe."""
+
+
+@dataclass(frozen=True)
+class Sheen:
+    """Broad shine of the skin under the key light: a normalised Blinn-Phong lobe (module docstring).
+
+    Radiance ``L_s = rgb (p + 8) / (8 pi) max(n.h, 0)^p max(n.l, 0) V`` with ``l`` the unit direction
+    towards the key light, ``h`` the half vector of ``l`` and the direction towards the camera, ``V`` the
+    mean of the point's visibility ratio (the key's shadows).
+
+    Attributes:
+        direction: (3,) float64 unit vector towards the key light, head frame.
+        exponent: the Blinn-Phong exponent ``p``.
+        rgb: (3,) float64 linear, the photo's units: the key's irradiance times the skin's specular albedo.
+    """
+
+    direction: np.ndarray
+    exponent: float
+    rgb: np.ndarray
+
+
+def key_direction(sh_light: np.ndarray, towards: np.ndarray, n_directions: int = KEY_DIRECTIONS) -> np.ndarray | None:
+    """Unit direction (3,) of the largest irradiance of SH light on the side of ``towards``, or None.
+
+    The light of a photo is only seen through the normals that face the camera, and a fit of nine
+    coefficients to them trades band 1 for band 2 freely: the band-1 vector alone can point anywhere.
+    Irradiance is what the fit pins down, so the key is where a surface facing it would be lit most.
+
+    Args:
+        sh_light: (9, 3) radiance coefficients.
+        towards: (3,) the hemisphere to look in (the direction towards the camera), head frame.
+        n_directions: directions searched over the sphere (about half of them on that side).
+
+    Returns:
+        (3,) float64 head-frame unit vector, or None where no irradiance reaches that side or it varies
+        by less than :data:`KEY_MIN_CONTRAST` of its mean over the side (no key light to speak of).
+    """
+    sh = np.asarray(sh_light, np.float64)
+    if sh.shape != (9, 3):
+        raise ValueError(f"sh_light: expected (9, 3), got {sh.shape}")
+    dirs = sphere_directions(n_directions)
+    side = dirs[dirs @ np.asarray(towards, np.float64) >= 0.0]
+    e = shading_linear(side, None, sh).mean(axis=1)
+    best = int(np.argmax(e))
+    mean = float(e.mean())
+    if e[best] <= 0.0 or e[best] - mean <= KEY_MIN_CONTRAST * mean:
+        return None
+    return side[best].astype(np.float64)
+
+
+def view_directions(points: np.ndarray, camera_centre: np.ndarray) -> np.ndarray:
+    """(N, 3) float64 unit vectors from surface points (N, 3) towards the camera's centre (3,), same frame."""
+    view = np.asarray(camera_centre, np.float64)[None, :] - np.asarray(points, np.float64)
+    return view / np.maximum(np.linalg.norm(view, axis=1, keepdims=True), 1e-12)
+
+
+def sheen_lobe(normals: np.ndarray, view: np.ndarray, direction: np.ndarray, exponent: float) -> np.ndarray:
+    """The normalised Blinn-Phong lobe ``(p + 8) / (8 pi) max(n.h, 0)^p max(n.l, 0)`` at surface points.
+
+    Args:
+        normals: (N, 3) unit normals, head frame.
+        view: (N, 3) unit vectors towards the camera (:func:`view_directions`).
+        direction: (3,) unit vector towards the light.
+        exponent: ``p``.
+
+    Returns:
+        (N,) float64, 0 where the light or the camera is behind the surface.
+    """
+    n = np.asarray(normals, np.float64)
+    light = np.asarray(direction, np.float64)
+    half = view + light[None, :]
+    half /= np.maximum(np.linalg.norm(half, axis=1, keepdims=True), 1e-12)
+    n_h = np.clip(np.einsum("nd,nd->n", n, half), 0.0, None)
+    n_l = np.clip(n @ light, 0.0, None)
+    facing = np.einsum("nd,nd->n", n, view) > 0.0
+    return np.where(facing, (exponent + 8.0) / (8.0 * math.pi) * n_h**exponent * n_l, 0.0)
+
+
+def sheen_radiance(
+    normals: np.ndarray,
+    points: np.ndarray,
+    camera_centre: np.ndarray,
+    sheen: Sheen | None,
+    ratio: np.ndarray | None = None,
+) -> np.ndarray:
+    """(N, 3) float32 linear radiance of a :class:`Sheen` at surface points (0 for None).
+
+    Args:
+        normals: (N, 3) unit normals, head frame.
+        points: (N, 3) positions, head frame (cm).
+        camera_centre: (3,) the camera's centre, head frame (cm).
+        sheen: the sheen, or None.
+        ratio: (N, 3) visibility ratio at the points (:func:`visibility_ratio`), or None for none.
+    """
+    n = np.asarray(normals).shape[0]
+    if sheen is None:
+        return np.zeros((n, 3), np.float32)
+    lobe = sheen_lobe(normals, view_directions(points, camera_centre), sheen.direction, sheen.exponent)
+    if ratio is not None:
+        lobe = lobe * np.asarray(ratio, np.float64).mean(axis=1)
+    return (lobe[:, None] * np.asarray(sheen.rgb, np.float64)[None, :]).astype(np.float32)
+
+
+def render_sheen(
+    model,
+    vertices: np.ndarray,
+    R: np.ndarray,
+    t: np.ndarray,
+    K: np.ndarray,
+    height: int,
+    width: int,
+    sheen: Sheen | None,
+    ratio: np.ndarray | None,
+) -> np.ndarray:
+    """(H, W, 3) float32 linear radiance of the sheen alone (arguments as :func:`render_textured`; zeros for
+    None): it is added to a render after the photo's colour rendering, which the diffuse part goes through."""
+    if sheen is None:
+        return np.zeros((height, width, 3), np.float32)
+    black = {name: (0.0, 0.0, 0.0) for name in model.material_names}
+    tiles = {0: np.zeros((2, 2, 3), np.float32), 1: np.zeros((2, 2, 3), np.float32)}
+    return render_textured(model, vertices, R, t, K, height, width, tiles, np.zeros((9, 3)), ratio, black, sheen)[0]
+
 
 def remove_specular(
     albedo_linear: np.ndarray,
@@ -396,8 +531,10 @@ def render_textured(
     sh_light: np.ndarray,
     ratio: np.ndarray | None,
     material_albedo: dict | None = None,
+    sheen: Sheen | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Lambertian render of the head with albedo tiles under SH light (the forward model of this module).
+    """Render of the head with albedo tiles under SH light (the forward model of this module): Lambertian,
+    plus the sheen on the face's skin (``M_Face``) where one is given.
 
     Args:
         model: the head model.
@@ -411,6 +548,7 @@ def render_textured(
         ratio: (V, 3) per-vertex visibility ratio (:func:`visibility_ratio`), or None for none.
         material_albedo: ``{material name: (3,) linear albedo}`` for the other opaque materials; grey 0.5
             for any not given.
+        sheen: the skin's :class:`Sheen`, or None for none.
 
     Returns:
         radiance_linear: (H, W, 3) float32, 0 where nothing is drawn.
@@ -447,8 +585,14 @@ def render_textured(
     for name, colour in (material_albedo or {}).items():
         if name in model.material_names:
             albedo[mat == model.material_names.index(name)] = np.asarray(colour, np.float32)
+    radiance = albedo * shade
+    if sheen is not None:
+        on_face = mat == model.material_names.index("M_Face")
+        points = np.einsum("nk,nkd->nd", bary[on_face], v[model.faces[tri[on_face]]])
+        centre = -np.asarray(R, np.float64).T @ np.asarray(t, np.float64)
+        radiance[on_face] += sheen_radiance(n[on_face], points, centre, sheen, None if r is None else r[on_face])
     out = np.zeros((height, width, 3), np.float32)
-    out[cov] = albedo * shade
+    out[cov] = radiance
     material = np.full((height, width), -1, np.int16)
     material[cov] = mat
     return out, material
