@@ -36,8 +36,8 @@
 5. **Folds and shine**: the shadows of folds and creases the mesh lacks, gray in the white-balanced albedo
    where a change of the skin's pigments has colour, are divided out between 1 and 8 mm
    (:func:`_take_off_folds`; on light skin most of them, on dark skin, where melanin darkens all
-   channels alike, little). The specular highlights sharper than the sheen are taken off the face tile (dichromatic model,
-   :func:`facetwin.texture.delight.remove_specular`); where what was taken off is a large share of the
+   channels alike, little). The specular highlights sharper than the sheen are taken off the face tile
+   (dichromatic model, :func:`facetwin.texture.delight.remove_specular`); where what was taken off is a large share of the
    colour, the confidence falls (:data:`SHINE_CONFIDENCE`) and the mirrored side counts instead.
    Then texels whose colour is implausible for this skin (off its chromaticity, far brighter:
    :func:`_plausibility`) lose their confidence, with a rim around patches of them
@@ -148,7 +148,8 @@ SCLERA_SCALE_TRUST = 0.7
 model's or the exposure's estimate): their albedo is known, but lids and lashes shadow them more than the
 fitted mesh does, so they read a little dark."""
 OVERLAY_MASK_PX = 512
-"""The overlay's confidence mask is rendered at most this many pixels across (it is smooth) and enlarged."""
+"""The overlay's confidence mask and sheen are rendered at most this many pixels across (they are smooth) and
+enlarged."""
 OVERLAY_CONFIDENCE_RAMP = (0.05, 0.3)
 """The re-rendered skin covers the photo in renders/overlay.png as the texture's confidence rises over this
 range: where the photo did not see skin (hair, a hand), the photo shows."""
@@ -968,11 +969,6 @@ def render_appearance_overlay(model: HeadModel, appearance: Appearance, image_sr
         size = (max(round((y1 - y0) * scale), 1), max(round((x1 - x0) * scale), 1))
         return render_textured(model, appearance.fit.vertices, cam.R, cam.t, k, *size, tiles, light, ratio, materials)
 
-    shine = render_sheen(
-        model, appearance.fit.vertices, cam.R, cam.t, K, y1 - y0, x1 - x0, appearance.sheen,
-        appearance.vertex_visibility_ratio,
-    )
-
     radiance, material = render(
         {0: appearance.albedo_uv_linear, 1: appearance.albedo_back_uv_linear},
         appearance.sh_light,
@@ -989,8 +985,16 @@ def render_appearance_overlay(model: HeadModel, appearance: Appearance, image_sr
     # Nothing else is seen skin: the default grey of the eyes and mouth would bleed into the enlarged mask.
     nothing = {n: (0.0, 0.0, 0.0) for n in model.material_names if n not in ("M_Face", "M_BackHead")}
     seen, _ = render({0: confidence, 1: np.zeros((2, 2, 3), np.float32)}, unit_light, None, nothing, scale)
+    # The sheen is as smooth: rendered alone (no light, black albedo) at the same size.
+    k_small = K.copy()
+    k_small[:2] *= scale
+    shine = render_sheen(
+        model, appearance.fit.vertices, cam.R, cam.t, k_small, *seen.shape[:2], appearance.sheen,
+        appearance.vertex_visibility_ratio,
+    )
     if seen.shape[:2] != radiance.shape[:2]:
         seen = cv2.resize(seen, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
+        shine = cv2.resize(shine, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
     # The face's skin only, as far as the photo saw it: eyes, mouth, hair over the forehead and the back
     # of the head stay the photo's.
     drawn = material == model.material_names.index("M_Face")
