@@ -931,6 +931,32 @@ def test_sheen_lobe_known_answers():
     assert got[2] == 0.0 and got[3] == 0.0
 
 
+def test_lip_glints_come_off_and_lines_stay():
+    """Glossy lips: white glints on a tenth of a red lip with darker lines. The glints come down to the lip's
+    colour, the lines and the skin outside the lips (brighter and yellower than them) are left as they
+    are."""
+    from facetwin.texture.appearance import lip_glints_off
+
+    size = 128
+    rng = np.random.default_rng(4)
+    yy, xx = np.mgrid[0:size, 0:size]
+    lips = ((xx - 64) / 40.0) ** 2 + ((yy - 64) / 20.0) ** 2 <= 1.0
+    truth = np.where(lips[..., None], np.float32([0.45, 0.12, 0.12]), np.float32([0.5, 0.35, 0.27]))
+    lines = lips & (np.abs((xx % 12) - 6) < 1) & (np.abs(yy - 64) < 14)
+    truth = np.where(lines[..., None], truth * 0.7, truth).astype(np.float32)
+    inner = lips & (((xx - 64) / 40.0) ** 2 + ((yy - 64) / 20.0) ** 2 <= 0.6)
+    glints = inner & ~lines & (rng.random((size, size)) < 0.1)
+    observed = np.where(glints[..., None], truth + np.float32([0.35, 0.4, 0.42]), truth).astype(np.float32)
+    out = lip_glints_off(observed, np.ones((size, size)), lips, 3.0)
+    before = np.abs(np.log(observed[glints] / truth[glints])).max(axis=1)
+    after = np.abs(np.log(out[glints] / truth[glints])).max(axis=1)
+    assert before.mean() > 0.8 and after.mean() < 0.15, (before.mean(), after.mean())
+    np.testing.assert_allclose(out[lines], observed[lines], rtol=1e-5)
+    np.testing.assert_array_equal(out[~lips], observed[~lips])
+    plain = lips & ~glints & ~lines
+    assert np.abs(np.log(out[plain] / truth[plain])).max() < 0.02
+
+
 def test_residual_shading_known_answers():
     """On light skin a gray dip (a fold's shadow) is read as shading, as much of it as the ridge lets
     through, and a melanin mark of the same size is not; on dark skin, where melanin darkens every channel

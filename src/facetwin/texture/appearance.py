@@ -37,7 +37,9 @@
    where a change of the skin's pigments has colour, are divided out between 1 and 8 mm
    (:func:`_take_off_folds`; on light skin most of them, on dark skin, where melanin darkens all
    channels alike, little). The specular highlights sharper than the sheen are taken off the face tile
-   (dichromatic model, :func:`facetwin.texture.delight.remove_specular`); where what was taken off is a large share of the
+   (dichromatic model, :func:`facetwin.texture.delight.remove_specular`), and the glints of lip gloss, not
+   yellower than the lips and brighter than the lips around them, are taken down to them
+   (:func:`lip_glints_off`); where what was taken off is a large share of the
    colour, the confidence falls (:data:`SHINE_CONFIDENCE`) and the mirrored side counts instead.
    Then texels whose colour is implausible for this skin (off its chromaticity, far brighter:
    :func:`_plausibility`) lose their confidence, with a rim around patches of them
@@ -267,6 +269,14 @@ mark or a hair the other tests have not caught."""
 FOLD_HAIR_MARGIN_MM = 3.0
 """No fold is looked for within this distance of the eyes and brows (their hairs reach past the regions'
 outlines), and the correction fades in over as much again beyond it."""
+LIP_GLINT_LOG = 0.15
+"""How much brighter (natural log of the mean channel) than the lips around it a lip texel may be before it
+is taken for a glint of their gloss (:func:`lip_glints_off`): the lips' own texture and lines stay within."""
+LIP_GLINT_YELLOWER = 0.1
+"""A bright lip texel whose log blue-green ratio is this much under the lips' around it is skin, not a
+glint (:func:`lip_glints_off`)."""
+LIP_GLINT_SIGMA_UV = 0.006
+"""Gaussian sigma, a fraction of the tile (about 2 mm), of the lips' surroundings in :func:`lip_glints_off`."""
 SHINE_SHARE_SMOOTH_UV = 0.01
 """Gaussian sigma (a fraction of the tile, about 2 mm on the face) over which the shine's share of the
 colour is averaged before it lowers the confidence: the glints on the pores of dewy skin (woman_portrait)
@@ -817,6 +827,7 @@ def estimate_appearance(
         face_tile.albedo, face_tile.confidence, spec_amount = _take_off_shine(
             face_tile.albedo, face_tile.confidence, reg
         )
+        face_tile.albedo = lip_glints_off(face_tile.albedo, face_tile.confidence, reg.lips, LIP_GLINT_SIGMA_UV * size)
     seconds["shine"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -1890,6 +1901,56 @@ def _take_off_folds(model: HeadModel, tile: _Tile, reg, skin: dict) -> None:
     shading = residual_shading(tile.albedo, weight, float(skin["melanin"]), float(skin["haemoglobin"]), band)
     shading = np.clip(shading, -FOLD_MAX_LOG, FOLD_MAX_LOG) * _smoothstep(away, margin, 2.0 * margin)
     tile.albedo = tile.albedo * np.exp(-shading)[..., None]
+
+
+def lip_glints_off(albedo: np.ndarray, confidence: np.ndarray, lips: np.ndarray, sigma: float) -> np.ndarray:
+    """The lips without the glints of their gloss: no lip texel brighter than the lips around it by more
+    than :data:`LIP_GLINT_LOG`, and the colour of those that were pulled to the lips' own.
+
+    The lips are left out of the dichromatic split (against the skin's colour it takes their red for shine;
+    on their own, their glints are bluer than the light and fail it). Their diffuse colour changes slowly
+    and their lines are darker: a glint is what is brighter than its surroundings. The surroundings are the
+    weighted Gaussian mean (``sigma`` texels) of the lips' log colour, taken twice, the second time without
+    what the first found bright, so a gloss over half the lip does not raise its own reference.
+
+    Args:
+        albedo: (S, S, 3) delighted face tile, linear (NaN where unseen).
+        confidence: (S, S) its confidence.
+        lips: (S, S) bool, the lips' region.
+        sigma: texels.
+
+    Returns:
+        (S, S, 3) float32, ``albedo`` with the lips' glints taken down.
+    """
+    from facetwin.texture.complete import gaussian_blur
+
+    a = np.asarray(albedo, np.float32)
+    seen = lips & (np.asarray(confidence) > 0.0) & np.isfinite(a).all(axis=2)
+    if seen.sum() < 16:
+        return a.copy()
+    log_a = np.log(np.maximum(np.nan_to_num(a), 1e-4)).astype(np.float32)
+    level = log_a.mean(axis=2)
+    w = seen.astype(np.float32)
+    for _ in range(2):
+        norm = np.maximum(gaussian_blur(w, sigma), 1e-6)
+        ref = gaussian_blur(log_a * w[..., None], sigma) / norm[..., None]
+        w = (seen & (level <= ref.mean(axis=2) + LIP_GLINT_LOG)).astype(np.float32)
+    # A glint is the light's colour, no yellower than the lips; the skin the lips' region takes in where the
+    # fitted mouth is off the real one is brighter than the lips too, but yellower.
+    yellower = (ref[..., 2] - ref[..., 1]) - (log_a[..., 2] - log_a[..., 1])
+    not_skin = 1.0 - _smoothstep(yellower, 0.0, LIP_GLINT_YELLOWER)
+    # The region's rim may be skin (the fitted mouth is not quite the real one): the step fades in from it.
+    import cv2
+
+    inside = cv2.distanceTransform(lips.astype(np.uint8), cv2.DIST_L2, 5)
+    excess = np.where(seen, level - ref.mean(axis=2) - LIP_GLINT_LOG, 0.0) * not_skin * _smoothstep(inside, 0.0, sigma)
+    # How far over: 0 up to the limit, 1 at twice it; the colour follows the brightness down.
+    share = np.clip(excess / LIP_GLINT_LOG, 0.0, 1.0)[..., None]
+    clamped = log_a - np.clip(excess, 0.0, None)[..., None]
+    chroma_ref = ref - ref.mean(axis=2, keepdims=True)
+    chroma = clamped - clamped.mean(axis=2, keepdims=True)
+    out_log = clamped.mean(axis=2, keepdims=True) + chroma * (1.0 - share) + chroma_ref * share
+    return np.where(seen[..., None], np.exp(out_log), a).astype(np.float32)
 
 
 def _plausibility(albedo: np.ndarray, tone: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
