@@ -37,10 +37,10 @@
    where a change of the skin's pigments has colour, are divided out between 1 and 8 mm
    (:func:`_take_off_folds`; on light skin most of them, on dark skin, where melanin darkens all
    channels alike, little). The specular highlights sharper than the sheen are taken off the face tile
-   (dichromatic model, :func:`facetwin.texture.delight.remove_specular`), and the glints of lip gloss, not
-   yellower than the lips and brighter than the lips around them, are taken down to them
-   (:func:`lip_glints_off`); where what was taken off is a large share of the
-   colour, the confidence falls (:data:`SHINE_CONFIDENCE`) and the mirrored side counts instead.
+   (dichromatic model, :func:`facetwin.texture.delight.remove_specular`); where what was taken off is a
+   large share of the colour, the confidence falls (:data:`SHINE_CONFIDENCE`) and the mirrored side counts
+   instead. The glints of lip gloss, brighter than the lips around them and no yellower, are taken down to
+   the lips' colour (:func:`lip_glints_off`).
    Then texels whose colour is implausible for this skin (off its chromaticity, far brighter:
    :func:`_plausibility`) lose their confidence, with a rim around patches of them
    (:func:`grow_implausible`).
