@@ -1922,12 +1922,25 @@ def lip_glints_off(albedo: np.ndarray, confidence: np.ndarray, lips: np.ndarray,
     Returns:
         (S, S, 3) float32, ``albedo`` with the lips' glints taken down.
     """
+    import cv2
+
     from facetwin.texture.complete import gaussian_blur
 
-    a = np.asarray(albedo, np.float32)
-    seen = lips & (np.asarray(confidence) > 0.0) & np.isfinite(a).all(axis=2)
+    full = np.asarray(albedo, np.float32)
+    out = full.copy()
+    rows, cols = np.nonzero(lips)
+    if rows.size < 16:
+        return out
+    # The lips are a small part of the tile: the work is done on their box, with room for the blurs.
+    pad = int(math.ceil(4.0 * sigma)) + 1
+    box = (
+        slice(max(rows.min() - pad, 0), rows.max() + pad + 1),
+        slice(max(cols.min() - pad, 0), cols.max() + pad + 1),
+    )
+    a, lips = full[box], np.asarray(lips)[box]
+    seen = lips & (np.asarray(confidence)[box] > 0.0) & np.isfinite(a).all(axis=2)
     if seen.sum() < 16:
-        return a.copy()
+        return out
     log_a = np.log(np.maximum(np.nan_to_num(a), 1e-4)).astype(np.float32)
     level = log_a.mean(axis=2)
     w = seen.astype(np.float32)
@@ -1940,8 +1953,6 @@ def lip_glints_off(albedo: np.ndarray, confidence: np.ndarray, lips: np.ndarray,
     yellower = (ref[..., 2] - ref[..., 1]) - (log_a[..., 2] - log_a[..., 1])
     not_skin = 1.0 - _smoothstep(yellower, 0.0, LIP_GLINT_YELLOWER)
     # The region's rim may be skin (the fitted mouth is not quite the real one): the step fades in from it.
-    import cv2
-
     inside = cv2.distanceTransform(lips.astype(np.uint8), cv2.DIST_L2, 5)
     excess = np.where(seen, level - ref.mean(axis=2) - LIP_GLINT_LOG, 0.0) * not_skin * _smoothstep(inside, 0.0, sigma)
     # How far over: 0 up to the limit, 1 at twice it; the colour follows the brightness down.
@@ -1950,7 +1961,8 @@ def lip_glints_off(albedo: np.ndarray, confidence: np.ndarray, lips: np.ndarray,
     chroma_ref = ref - ref.mean(axis=2, keepdims=True)
     chroma = clamped - clamped.mean(axis=2, keepdims=True)
     out_log = clamped.mean(axis=2, keepdims=True) + chroma * (1.0 - share) + chroma_ref * share
-    return np.where(seen[..., None], np.exp(out_log), a).astype(np.float32)
+    out[box] = np.where(seen[..., None], np.exp(out_log), a)
+    return out
 
 
 def _plausibility(albedo: np.ndarray, tone: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
