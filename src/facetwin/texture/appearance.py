@@ -1858,7 +1858,7 @@ def _take_off_shine(albedo: np.ndarray, confidence: np.ndarray, reg) -> tuple[np
     """
     import cv2
 
-    from facetwin.texture.complete import gaussian_blur
+    from facetwin.texture.complete import weighted_blur
     from facetwin.texture.delight import remove_specular
 
     size = albedo.shape[0]
@@ -1874,8 +1874,7 @@ def _take_off_shine(albedo: np.ndarray, confidence: np.ndarray, reg) -> tuple[np
     share[shiny] = spec[shiny] / np.maximum(np.nan_to_num(out[shiny]).mean(axis=1), 1e-6)
     # The share over a neighbourhood: the glints of single pores come off cleanly and keep their texels.
     sigma = SHINE_SHARE_SMOOTH_UV * size
-    weight = gaussian_blur(treat.astype(np.float32), sigma)
-    share = gaussian_blur(share * treat, sigma) / np.maximum(weight, 1e-6)
+    share = weighted_blur(share, treat, sigma)
     conf[treat] *= np.clip(1.0 - share[treat] / SHINE_CONFIDENCE, 0.0, 1.0)
     return out, conf, float(spec[treat].mean()) if treat.any() else 0.0
 
@@ -1924,7 +1923,7 @@ def lip_glints_off(albedo: np.ndarray, confidence: np.ndarray, lips: np.ndarray,
     """
     import cv2
 
-    from facetwin.texture.complete import gaussian_blur
+    from facetwin.texture.complete import weighted_blur
 
     full = np.asarray(albedo, np.float32)
     out = full.copy()
@@ -1932,7 +1931,7 @@ def lip_glints_off(albedo: np.ndarray, confidence: np.ndarray, lips: np.ndarray,
     if rows.size < 16:
         return out
     # The lips are a small part of the tile: the work is done on their box, with room for the blurs.
-    pad = int(math.ceil(4.0 * sigma)) + 1
+    pad = math.ceil(4.0 * sigma) + 1
     box = (
         slice(max(rows.min() - pad, 0), rows.max() + pad + 1),
         slice(max(cols.min() - pad, 0), cols.max() + pad + 1),
@@ -1945,8 +1944,7 @@ def lip_glints_off(albedo: np.ndarray, confidence: np.ndarray, lips: np.ndarray,
     level = log_a.mean(axis=2)
     w = seen.astype(np.float32)
     for _ in range(2):
-        norm = np.maximum(gaussian_blur(w, sigma), 1e-6)
-        ref = gaussian_blur(log_a * w[..., None], sigma) / norm[..., None]
+        ref = weighted_blur(log_a, w, sigma)
         w = (seen & (level <= ref.mean(axis=2) + LIP_GLINT_LOG)).astype(np.float32)
     # A glint is the light's colour, no yellower than the lips; the skin the lips' region takes in where the
     # fitted mouth is off the real one is brighter than the lips too, but yellower.

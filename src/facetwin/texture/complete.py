@@ -487,7 +487,7 @@ def skin_detail_spread(texture_linear: np.ndarray, source: np.ndarray, edges: np
     src = src[box]
     w = src.astype(np.float32)
     log = np.log(np.maximum(np.nan_to_num(tex[box], nan=1.0), 1e-4)) * w[..., None]
-    blurs = [log] + [gaussian_blur(log, x) / np.maximum(gaussian_blur(w, x), 1e-6)[..., None] for x in e[1:]]
+    blurs = [log] + [weighted_blur(log, w, x) for x in e[1:]]
     # A regular subsample is plenty for a median (and the whole source of a 4096 tile is millions).
     where = np.flatnonzero(src.ravel())
     where = where[:: max(1, where.size // _DETAIL_SAMPLES)]
@@ -518,6 +518,16 @@ def gaussian_blur(x: np.ndarray, sigma: float) -> np.ndarray:
     small = cv2.GaussianBlur(small, (0, 0), sigma / k)
     # cv2 drops a channel axis of length 1.
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR).reshape(x.shape)
+
+
+def weighted_blur(x: np.ndarray, weight: np.ndarray, sigma: float) -> np.ndarray:
+    """Normalised convolution: the Gaussian mean of (H, W[, C]) ``x`` by ``sigma`` texels where each texel
+    counts by ``weight`` (H, W), :func:`gaussian_blur` of ``x weight`` over that of ``weight`` (float32;
+    where no weight is near, 0)."""
+    w = np.asarray(weight, np.float32)
+    wx = np.asarray(x, np.float32) * (w[..., None] if np.ndim(x) == 3 else w)
+    norm = np.maximum(gaussian_blur(w, sigma), 1e-6)
+    return gaussian_blur(wx, sigma) / (norm[..., None] if np.ndim(x) == 3 else norm)
 
 
 def _blur_transfer(sigma: float, n: int) -> np.ndarray:

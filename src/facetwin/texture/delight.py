@@ -483,7 +483,7 @@ def residual_shading(
     Returns:
         (S, S) float32 natural-log gray offset (negative in a shadow), 0 where ``weight`` is 0.
     """
-    from facetwin.texture.complete import gaussian_blur
+    from facetwin.texture.complete import weighted_blur
     from facetwin.texture.skin import skin_albedo_linear
 
     a = np.asarray(albedo_linear, np.float64)
@@ -512,10 +512,7 @@ def residual_shading(
     gray = np.where(seen, log_a @ gray_row, 0.0).astype(np.float32)
     ws = np.where(seen, w, 0.0).astype(np.float32)
 
-    def smooth(sigma):
-        return gaussian_blur(gray * ws, sigma) / np.maximum(gaussian_blur(ws, sigma), 1e-6)
-
-    band = smooth(sigmas_texels[0]) - smooth(sigmas_texels[1])
+    band = weighted_blur(gray, ws, sigmas_texels[0]) - weighted_blur(gray, ws, sigmas_texels[1])
     return np.where(seen, band, 0.0).astype(np.float32)
 
 
