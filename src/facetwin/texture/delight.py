@@ -247,7 +247,7 @@ def sh_ambient_light(radiance_rgb) -> np.ndarray:
 FOLD_PIGMENT_RIDGE = 0.03
 """Ridge of :func:`residual_shading`'s gray split. A gray log offset ``s`` shows off the pigments' plane as
 ``s g`` with ``g`` its reach (``sqrt(3) sin`` of the angle between gray and the plane); it is read as
-``s g^2 / (g^2 + ridge)``: 90 % of it on very light skin (angle 17 degrees), 60 % on tan (9), 15 % on brown
+``s g^2 / (g^2 + ridge)``: 90 % of it on very light skin (angle 17 degrees), 70 % on tan (9), 15 % on brown
 and dark skin (2 degrees), where a melanin change is a gray change and a fold cannot be told from a mark."""
 SHEEN_EXPONENTS = (8.0, 16.0, 32.0, 64.0)
 """Blinn-Phong exponents a :class:`Sheen` is fitted with: skin's roughness (Beckmann m about 0.3-0.45,
