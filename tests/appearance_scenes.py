@@ -44,6 +44,8 @@ MATERIAL_ALBEDO = {
     "M_Teeth": (0.55, 0.5, 0.42),
     "M_GumsTongue": (0.35, 0.08, 0.08),
 }
+STRAND_COLOUR_LINEAR = (0.16, 0.075, 0.035)
+"""Backlit brown hair: a light skin's hue, darker and a little more saturated."""
 TONES = {"very_light": 0.028, "light": 0.06, "tan": 0.11, "brown": 0.17, "dark": 0.21}
 """Base melanin fraction per skin tone: ITA about +62, +42, +20, -12 and -50 degrees at 1.2 % blood."""
 BASE_BLOOD = 0.012
@@ -168,7 +170,8 @@ def make_scene(
     sheen: Sheen | None = None,
 ) -> Scene:
     """Render a scene; ``occluder`` is None, "sunglasses" (dark lenses over both eyes), "glasses" (thin soft
-    frames around them), "hair" (a dark strand across the forehead from the image border) or "fold" (the
+    frames around them), "hair" (a dark strand across the forehead from the image border), "strands" (hair in the skin's hue over
+    the face's side, :func:`strands_outline`) or "fold" (the
     shadows of nasolabial folds the mesh lacks); ``sheen`` the skin's broad shine, or None for a matte
     skin."""
     import cv2
@@ -226,6 +229,15 @@ def make_scene(
             cv2.line(line, tuple(np.round(start).astype(int)), tuple(np.round(end).astype(int)), 1.0, 1)
             line = cv2.GaussianBlur(line, (0, 0), 0.01 * face_px)
             img = img * (1.0 - 0.4 * line / line.max())[..., None]
+    elif occluder == "strands":
+        outline = strands_outline(model, vertices, camera)
+        inside = np.zeros(img.shape[:2], np.uint8)
+        cv2.fillPoly(inside, [np.round(outline).astype(np.int32)], 1)
+        yy, xx = np.mgrid[: img.shape[0], : img.shape[1]].astype(np.float32)
+        # Strands slanting down and in, lit from behind: the skin's hue, darker and more saturated.
+        stripes = 1.0 + 0.35 * np.sin(2.0 * np.pi * (xx + 0.25 * yy) / (0.025 * face_px))
+        hair = np.array(STRAND_COLOUR_LINEAR, np.float32)[None, None, :] * stripes[..., None]
+        img = np.where(inside[..., None].astype(bool), hair, img)
     elif occluder == "hair":
         top = camera.project(vertices[model.landmark68[[17, 19, 24, 26]]])
         y0 = top[:, 1].min() - 12
@@ -238,6 +250,19 @@ def make_scene(
     box = np.array([lm[:, 0].min(), lm[:, 1].min(), lm[:, 0].max(), lm[:, 1].max()])
     face = Face(box=box, score=1.0, landmarks=lm3)
     return Scene(encode_photo(lin), face, vertices, camera, tiles, sh_light, lin)
+
+
+def strands_outline(model, vertices: np.ndarray, camera: Camera) -> np.ndarray:
+    """(N, 2) pixel polygon of the "strands" occluder: hair hanging from the image's top-left corner over
+    the face's side, a quarter of the face's width in from its outline, from the temple to the jaw."""
+    lm68 = camera.project(vertices[model.landmark68])
+    centre = lm68[30]
+    side = lm68[0:6]
+    inner = side + 0.25 * (centre - side) / np.linalg.norm(centre - side, axis=1, keepdims=True) * np.linalg.norm(
+        lm68[16] - lm68[0]
+    )
+    top = np.array([[inner[0, 0], 0.0]])
+    return np.concatenate([[[0.0, 0.0]], top, inner, [[0.0, inner[-1, 1]]]], axis=0)
 
 
 def encode_photo(image_linear: np.ndarray) -> Photo:

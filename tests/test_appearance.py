@@ -39,6 +39,7 @@ from facetwin.texture.appearance import (
     render_appearance_overlay,
     scene_white,
     shine_like,
+    unlike_skin,
 )
 from facetwin.texture.regions import face_regions
 from facetwin.texture.skin import ita_degrees, planckian_cast_log, skin_albedo_linear
@@ -401,6 +402,91 @@ def test_occluder_mask_keeps_the_margins_of_features():
     strand[30:60, 40:160] = True  # 30 px thick, along the brow
     occl = occluder_mask(strand, oval, face_area_px=180.0 * 180.0, feature=feature)
     assert occl[30:60, 40:160].all() and not occl[90:93, 70:130].any()
+
+
+def test_strands_in_the_skins_hue_stay_off_the_skin_and_the_brows_stay(model, points, results):
+    """Backlit hair in the skin's hue over the face's side (appearance_scenes.strands_outline): no texel
+    under it takes its colour, and the brows beside it keep theirs (their margins are brown as the hair is:
+    with the sure skin only 0.12 face sizes inside the oval and no margin rule in unlike_skin, the occluders
+    grew into both brows and they were filled with skin)."""
+    scene, tiles, app, _ = results("light", "front_white", "strands")
+    from facetwin.texture.uvmap import uv_raster
+
+    uvr = uv_raster(model, 0, SIZE)
+    ok = uvr.tri_id >= 0
+    corners = np.einsum("nk,nkd->nd", uvr.bary[ok], scene.vertices[model.faces[uvr.tri_id[ok]]])
+    px = np.round(scene.camera.project(corners)).astype(int)
+    inside = np.zeros((S.HEIGHT, S.WIDTH), np.uint8)
+    cv2.fillPoly(inside, [np.round(S.strands_outline(model, scene.vertices, scene.camera)).astype(np.int32)], 1)
+    inside = cv2.erode(inside, np.ones((5, 5), np.uint8)).astype(bool)
+    under = np.zeros((SIZE, SIZE), bool)
+    under[ok] = inside[np.clip(px[:, 1], 0, S.HEIGHT - 1), np.clip(px[:, 0], 0, S.WIDTH - 1)]
+    reg = face_regions(model, SIZE)
+    under &= ~reg.features
+    ratio = app.albedo_uv_linear[under].mean(axis=1) / tiles[0][under].mean(axis=1)
+    brows = app.albedo_uv_linear[reg.brows].mean(axis=1) / tiles[0][reg.brows].mean(axis=1)
+    print(f"\nunder the strands: {under.sum()} texels, median ratio {np.median(ratio):.3f}; brows {np.median(brows):.2f}")
+    assert under.sum() > 0.05 * SIZE * SIZE
+    assert np.median(ratio) > 0.85 and np.mean(ratio < 0.6) < 0.01
+    # A brow filled with skin is about 3x its true albedo.
+    assert np.median(brows) < 1.6
+
+
+def _hair_in_the_skins_hue():
+    """A 200 px crop: a skin oval lit from the left (its right cheek as dark as the hair), the neck below,
+    a gray wall, a brow with a soft margin, and backlit brown hair in the skin's hue, striped, hanging over
+    the right side of the face from above. Returns (image, oval, hair, brow, brow's soft margin)."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:200, :200].astype(np.float32)
+
+    def ellipse(ax, ay):
+        return ((xx - 100.0) / ax) ** 2 + ((yy - 100.0) / ay) ** 2 <= 1.0
+
+    oval = ellipse(55, 70)
+    head = ellipse(64, 84) | ((yy > 100) & (np.abs(xx - 100) < 35))
+    shade = np.clip(1.0 - 0.65 * (xx - 45.0) / 110.0, 0.3, 1.0)
+    img = np.empty((200, 200, 3), np.float32)
+    img[:] = (0.2, 0.22, 0.25)
+    img[head] = np.array([0.45, 0.28, 0.2]) * shade[head][:, None]
+    brow = (np.abs(yy - 45) < 3) & (xx > 104) & (xx < 126)
+    soft = cv2.GaussianBlur(brow.astype(np.float32), (0, 0), 2.0)[..., None]
+    img = img * (1.0 - soft) + soft * np.array([0.08, 0.04, 0.02], np.float32)
+    hair = ((xx > 128) & (yy < 140)) | (yy < 22)
+    stripes = 1.0 + 0.3 * np.sin(2.0 * np.pi * (xx + 0.3 * yy) / 4.0)
+    img[hair] = np.array([0.16, 0.075, 0.035]) * stripes[hair][:, None]
+    img = np.clip(img * (1.0 + rng.normal(0.0, 0.02, img.shape)), 0.0, 1.0).astype(np.float32)
+    return img, oval, hair, brow, (soft[..., 0] > 0.05) & ~brow
+
+
+def test_unlike_skin_finds_hair_in_the_skins_hue():
+    """Hair the photometric fit took for skin (every oval pixel is a skin inlier here) is found by its
+    colour against the hair and wall beside the face; the skin in shadow, as dark as the hair, and the
+    brow's hair-coloured margin are kept."""
+    img, oval, hair, brow, margin = _hair_in_the_skins_hue()
+    candidate = oval & ~brow
+    found = unlike_skin(img, candidate, candidate, oval, 110.0, feature=brow)
+    skin = candidate & ~hair
+    shadow = skin & (np.mgrid[:200, :200][1] > 128)
+    print(
+        f"\nhair found {found[hair & oval].mean():.3f}, skin taken {found[skin].mean():.4f}, "
+        f"shadowed skin taken {found[shadow].mean():.4f}, brow margin taken {found[margin & candidate].mean():.3f}"
+    )
+    assert found[hair & oval].mean() > 0.85
+    assert found[skin].mean() < 0.005 and found[shadow].mean() < 0.01
+    assert not found[margin & candidate].any()
+    assert not found[~candidate].any()
+
+
+def test_unlike_skin_takes_nothing_when_colours_are_confused(monkeypatch):
+    """Where the colour models confuse more of the sure skin than UNLIKE_SKIN_MAX_CONFUSED, nothing is
+    taken (a wall in the skin's brown); grayscale crops are never passed to it."""
+    from facetwin.texture import appearance
+
+    img, oval, _, brow, _ = _hair_in_the_skins_hue()
+    candidate = oval & ~brow
+    assert unlike_skin(img, candidate, candidate, oval, 110.0, feature=brow).any()
+    monkeypatch.setattr(appearance, "UNLIKE_SKIN_MAX_CONFUSED", 0.0)
+    assert not unlike_skin(img, candidate, candidate, oval, 110.0, feature=brow).any()
 
 
 def test_occluder_mask_takes_a_frame_across_both_eyes_for_glasses():
