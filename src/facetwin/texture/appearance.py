@@ -213,11 +213,13 @@ UNLIKE_SKIN_SURE_OUTSIDE = 0.2
 there is skin too (temples, forehead above the detector's oval), and below the chin the neck: taken for
 sure not skin, they taught the colour model that skin is not skin (luciano's forehead was cast out)."""
 UNLIKE_SKIN_ABOVE_CHIN = 0.1
+"""Face sizes above the oval's lowest row: below it, what lies outside the oval is the neck."""
 UNLIKE_SKIN_MAX_CONFUSED = 0.05
 """Where more than this share of the sure skin is likelier under the colours around the face than under the
 skin's own, the two cannot be told apart by colour and :func:`unlike_skin` takes nothing (face_paint's
-wooden wall is her skin's brown: 6.7 %, and a fifth of her cheek went; the other shared photos 0-3 %)."""
+wooden wall is her skin's brown: 6.7 %, and 18 % of her skin candidates went; the other shared photos 0-3 %)."""
 UNLIKE_SKIN_ITERATIONS = 5
+"""GrabCut's rounds of re-learning the colour models and cutting."""
 FEATURE_MARGIN_FACE = 0.045
 """Distance from the eyes, brows, lips and nostrils (a fraction of the face size) within which outliers are
 the feature's own margin: brow hairs beyond the model's brow region, lashes, lid shadows and eye bags, the
