@@ -20,6 +20,7 @@ import pytest
 
 import appearance_scenes as S
 from debug_images import save_debug_row
+from facetwin.fit.photometric import unlike_skin
 from facetwin.pipeline import fit_face
 from facetwin.texture.appearance import (
     SCENE_WHITE_ALBEDO,
@@ -39,7 +40,6 @@ from facetwin.texture.appearance import (
     render_appearance_overlay,
     scene_white,
     shine_like,
-    unlike_skin,
 )
 from facetwin.texture.regions import face_regions
 from facetwin.texture.skin import ita_degrees, planckian_cast_log, skin_albedo_linear
@@ -480,12 +480,12 @@ def test_unlike_skin_finds_hair_in_the_skins_hue():
 def test_unlike_skin_takes_nothing_when_colours_are_confused(monkeypatch):
     """Where the colour models confuse more of the sure skin than UNLIKE_SKIN_MAX_CONFUSED, nothing is
     taken (a wall in the skin's brown); grayscale crops are never passed to it."""
-    from facetwin.texture import appearance
+    from facetwin.fit import photometric
 
     img, oval, _, brow, _ = _hair_in_the_skins_hue()
     candidate = oval & ~brow
     assert unlike_skin(img, candidate, candidate, oval, 110.0, feature=brow).any()
-    monkeypatch.setattr(appearance, "UNLIKE_SKIN_MAX_CONFUSED", 0.0)
+    monkeypatch.setattr(photometric, "UNLIKE_SKIN_MAX_CONFUSED", 0.0)
     assert not unlike_skin(img, candidate, candidate, oval, 110.0, feature=brow).any()
 
 

@@ -11,10 +11,8 @@
    product of: visibility (its depth matches the z-buffer of the photo's view), the viewing angle
    (:data:`VIEW_COS_RAMP`), the distance to the silhouette, to depth edges and to the boundary of what may
    be skin (:data:`EDGE_RAMP_FACE`), and being inside the detector's face oval and outside the occluders the
-   photometric fit found (:func:`occluder_mask`; in colour photos its outliers are joined by the pixels
-   whose colour is the hair's and background's beside the face rather than the skin's, :func:`unlike_skin`).
-   Only texels inside the face oval can count, so background and hair around the face never land on the
-   skin.
+   photometric fit found (:func:`occluder_mask`). Only texels inside the face oval can count, so background
+   and hair around the face never land on the skin.
 3. **Delight**: the fitted sheen is taken off the sample, which is divided by the shading of the fitted
    light on the mesh's normals with the light-weighted ambient occlusion of :mod:`facetwin.texture.delight`;
    the light's colour is not taken beyond what it is where the photo saw the skin lit and facing it
@@ -65,6 +63,7 @@ import numba
 import numpy as np
 
 from facetwin.fit.landmarks import Fit, SurfacePoints
+from facetwin.fit.photometric import FEATURE_MARGIN_FACE
 from facetwin.model.ict import HeadModel
 from facetwin.texture.delight import Sheen
 
@@ -203,27 +202,6 @@ OCCLUDER_MIN_AREA = 0.004
 """Outlier blobs smaller than this fraction of the face's area (about 1 cm^2) are marks on the skin (moles,
 pores, specks of shine) and stay in the texture; larger ones, or any that reach the edge of the face oval,
 are occluders (hair, hands, glasses, beard) and are left out."""
-UNLIKE_SKIN_SURE_INSIDE = 0.2
-"""Face sizes: skin inliers of the photometric fit at least this far inside the face oval are sure skin for
-:func:`unlike_skin` (hair reaches into the oval from its edge; at 0.12 woman_three_quarter's hair that the
-fit took for skin was sure skin a little way in)."""
-UNLIKE_SKIN_SURE_OUTSIDE = 0.2
-"""Face sizes: pixels at least this far outside the face oval, and above the chin by
-:data:`UNLIKE_SKIN_ABOVE_CHIN`, are sure not skin for :func:`unlike_skin` (hair, background). Nearer the oval
-there is skin too (temples, forehead above the detector's oval), and below the chin the neck: taken for
-sure not skin, they taught the colour model that skin is not skin (luciano's forehead was cast out)."""
-UNLIKE_SKIN_ABOVE_CHIN = 0.1
-"""Face sizes above the oval's lowest row: below it, what lies outside the oval is the neck."""
-UNLIKE_SKIN_MAX_CONFUSED = 0.05
-"""Where more than this share of the sure skin is likelier under the colours around the face than under the
-skin's own, the two cannot be told apart by colour and :func:`unlike_skin` takes nothing (face_paint's
-wooden wall is her skin's brown: 6.7 %, and 18 % of her skin candidates went; the other shared photos 0-3 %)."""
-UNLIKE_SKIN_ITERATIONS = 5
-"""GrabCut's rounds of re-learning the colour models and cutting."""
-FEATURE_MARGIN_FACE = 0.045
-"""Distance from the eyes, brows, lips and nostrils (a fraction of the face size) within which outliers are
-the feature's own margin: brow hairs beyond the model's brow region, lashes, lid shadows and eye bags, the
-shade of a nostril. See :data:`FEATURE_MARGIN_SHARE`."""
 FEATURE_MARGIN_THICKNESS = 0.06
 """The most a feature's margin is thick, a fraction of the face size (a strand of hair is thicker)."""
 FEATURE_MARGIN_SHARE = 0.75
@@ -531,93 +509,6 @@ def occluder_mask(
     return binary_fill_holes(keep[labels] | frame)
 
 
-def unlike_skin(
-    image_linear: np.ndarray,
-    candidate: np.ndarray,
-    skin: np.ndarray,
-    oval: np.ndarray,
-    face_size_px: float,
-    feature: np.ndarray | None = None,
-) -> np.ndarray:
-    """Candidate skin pixels whose colour belongs with the hair and background around the face.
-
-    Hair that falls over the face's side in the colour of the skin, only darker (backlit brown hair over a
-    tan cheek), is no outlier of the photometric fit: its smooth albedo map and the shading at the side of
-    the face take it up. Its colour is the hair's beside the face, though. Two colour models (Gaussian
-    mixtures, OpenCV's GrabCut, which also keeps the labels smooth with a graph cut) are learnt, the skin's
-    from the sure skin (:data:`UNLIKE_SKIN_SURE_INSIDE`) and the rest from what is surely not the face
-    (:data:`UNLIKE_SKIN_SURE_OUTSIDE`); every other pixel goes to the likelier, unless the two models
-    confuse the sure skin (:data:`UNLIKE_SKIN_MAX_CONFUSED`). Colour photos only: without colour, skin in
-    shadow and dark hair are alike.
-
-    Args:
-        image_linear: (h, w, 3) linear RGB of the crop.
-        candidate: (h, w) bool pixels that could be skin.
-        skin: (h, w) bool the photometric fit's skin inliers.
-        oval: (h, w) bool inside the detector's face oval.
-        face_size_px: the face's size in these pixels.
-        feature: (h, w) bool pixels of the eyes, brows, lips and nostrils, or None: within
-            :data:`FEATURE_MARGIN_FACE` of them nothing is taken (brow hairs, lashes and lid shadows are as
-            dark and brown as hair; the photometric fit's outliers there are judged as margins by
-            :func:`occluder_mask`). Without it, astronaut's crop lost 1161 pixels instead of 394 and
-            woman_three_quarter's 3200 instead of 1513, around the eyes and brows.
-
-    Returns:
-        (h, w) bool candidates taken for hair or background (to be judged by :func:`occluder_mask`).
-    """
-    import cv2
-
-    from facetwin.frames import linear_to_srgb
-
-    h, w = candidate.shape
-    inside = cv2.distanceTransform(oval.astype(np.uint8), cv2.DIST_L2, 5)
-    outside = cv2.distanceTransform((~oval).astype(np.uint8), cv2.DIST_L2, 5)
-    rows = np.nonzero(oval.any(axis=1))[0]
-    if rows.size == 0:
-        return np.zeros((h, w), bool)
-    above_chin = (np.arange(h) < rows[-1] - UNLIKE_SKIN_ABOVE_CHIN * face_size_px)[:, None]
-    labels = np.full((h, w), cv2.GC_PR_BGD, np.uint8)
-    labels[candidate] = cv2.GC_PR_FGD
-    sure_skin = skin & (inside > UNLIKE_SKIN_SURE_INSIDE * face_size_px)
-    sure_not = (outside > UNLIKE_SKIN_SURE_OUTSIDE * face_size_px) & above_chin
-    if sure_skin.sum() < 50 or sure_not.sum() < 50:
-        return np.zeros((h, w), bool)
-    labels[sure_skin] = cv2.GC_FGD
-    labels[sure_not] = cv2.GC_BGD
-    bgr = np.ascontiguousarray((np.clip(linear_to_srgb(image_linear), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)[..., ::-1])
-    # GrabCut seeds its mixtures by k-means from OpenCV's global generator: the same photo, the same mask.
-    cv2.setRNGSeed(0)
-    not_skin_model, skin_model = np.zeros((1, 65)), np.zeros((1, 65))
-    cv2.grabCut(bgr, labels, None, not_skin_model, skin_model, UNLIKE_SKIN_ITERATIONS, cv2.GC_INIT_WITH_MASK)
-    x = bgr[sure_skin].astype(np.float64)
-    if np.mean(_gmm_log_likelihood(not_skin_model, x) > _gmm_log_likelihood(skin_model, x)) > UNLIKE_SKIN_MAX_CONFUSED:
-        return np.zeros((h, w), bool)
-    unlike = candidate & ((labels == cv2.GC_BGD) | (labels == cv2.GC_PR_BGD))
-    if feature is not None and feature.any():
-        # Brows, lashes and lid shadows are hair-coloured too; their margins are left to the photometric fit.
-        r = max(round(FEATURE_MARGIN_FACE * face_size_px), 1)
-        near = cv2.dilate(feature.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1,) * 2))
-        unlike &= ~near.astype(bool)
-    return unlike
-
-
-def _gmm_log_likelihood(model: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """(N,) log density of (N, 3) colours under one of OpenCV GrabCut's Gaussian mixtures, its (1, 65)
-    array: 5 weights, 5 means (3 each), 5 covariances (3x3 each)."""
-    m = np.asarray(model, np.float64).ravel()
-    k = 5
-    weights, means, covs = m[:k], m[k : 4 * k].reshape(k, 3), m[4 * k :].reshape(k, 3, 3)
-    out = np.full((k, x.shape[0]), -np.inf)
-    for i in range(k):
-        if weights[i] <= 0.0:
-            continue
-        cov = covs[i] + 1e-6 * np.eye(3)
-        d = x - means[i]
-        maha = np.einsum("ni,ij,nj->n", d, np.linalg.inv(cov), d)
-        out[i] = np.log(weights[i]) - 0.5 * (maha + np.log(np.linalg.det(cov)) + 3.0 * np.log(2.0 * np.pi))
-    return np.logaddexp.reduce(out, axis=0)
-
-
 def _between_eyes(eyes: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
     """(h, w) bool: the bridge between two eye masks, where a glasses frame crosses from one eye to the
     other: between the eyes' inner ends along the line through their centres, and within
@@ -813,18 +704,8 @@ def estimate_appearance(
     eye_crop = [(landmark_polygon(face.landmarks, k) - view.origin_px) * view.scale - 0.5 for k in ("left_eye", "right_eye")]
     eye_work = [np.round(p * 256).astype(np.int32) for p in eye_crop]  # fixed point, 8 bits
     eye_masks = [cv2.fillPoly(np.zeros((h, w), np.uint8), [p], 1, shift=8).astype(bool) for p in eye_work]
-    outlier = phot.outlier_mask
-    if not monotone:
-        outlier = outlier | unlike_skin(
-            view.image_linear,
-            phot.candidate_mask,
-            phot.skin_mask,
-            oval_work.astype(bool),
-            face_size_work,
-            feature=phot.feature_mask,
-        )
     occl = occluder_mask(
-        outlier,
+        phot.outlier_mask,
         oval_work.astype(bool),
         face_size_work**2,
         feature=phot.feature_mask,
