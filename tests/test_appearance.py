@@ -1064,6 +1064,14 @@ def test_residual_shading_known_answers():
         assert lo <= at_dip <= hi, (melanin, at_dip)
         assert abs(at_mark) < mark_max, (melanin, at_mark)
     assert FOLD_PIGMENT_RIDGE > 0.0
+    # A crease whose shadow light scattered under the skin has reddened (its channels' log darkening in the
+    # ratio grace_hopper's wrinkles show, 0.7 : 1.03 : 1.28): the split alone reads it as 0.12 brighter
+    # gray beside pigment, and dividing that out would deepen it. A darker texel is never read as brighter.
+    melanin, blood = 0.135, 0.011
+    crease = np.exp(-((xx - 48) ** 2 + (yy - 48) ** 2) / (2 * 3.0**2))
+    reddened = skin_albedo_linear(melanin, blood) * np.exp(-0.3 * crease[..., None] * np.array([0.7, 1.03, 1.28]))
+    got = residual_shading(reddened, np.ones((size, size)), melanin, blood, (1.0, 12.0))
+    assert got.max() <= 1e-6 and got.min() >= -0.3 * 1.0 * 1.01, (got.min(), got.max())
     with pytest.raises(ValueError, match="weight"):
         residual_shading(np.ones((4, 4, 3)), np.ones((3, 3)), 0.05, 0.01, (1.0, 4.0))
 
