@@ -266,6 +266,8 @@ mark or a hair the other tests have not caught."""
 FOLD_HAIR_MARGIN_MM = 3.0
 """No fold is looked for within this distance of the eyes and brows (their hairs reach past the regions'
 outlines), and the correction fades in over as much again beyond it."""
+FOLD_FEATURE_FADE_MM = 1.0
+"""Beyond the lips and nostrils, the fold correction fades in over this distance."""
 LIP_GLINT_LOG = 0.15
 """How much brighter (natural log of the mean channel) than the lips around it a lip texel may be before it
 is taken for a glint of their gloss (:func:`lip_glints_off`): the lips' own texture and lines stay within."""
@@ -1946,7 +1948,11 @@ def _take_off_folds(model: HeadModel, tile: _Tile, reg, skin: dict) -> None:
     weight = np.where((away < margin) | reg.features, 0.0, np.clip(tile.confidence, 0.0, 1.0)).astype(np.float32)
     band = (FOLD_SCALES_MM[0] * per_mm, FOLD_SCALES_MM[1] * per_mm)
     shading = residual_shading(tile.albedo, weight, float(skin["melanin"]), float(skin["haemoglobin"]), band)
-    shading = np.clip(shading, -FOLD_MAX_LOG, FOLD_MAX_LOG) * _smoothstep(away, margin, 2.0 * margin)
+    # Nor does it stop dead at the lips and nostrils, whose outlines are coarse (a step there showed as a
+    # staircase along luciano's lower lip at 2048 texels).
+    off_features = cv2.distanceTransform((~reg.features).astype(np.uint8), cv2.DIST_L2, 5)
+    fade = _smoothstep(away, margin, 2.0 * margin) * _smoothstep(off_features, 0.0, FOLD_FEATURE_FADE_MM * per_mm)
+    shading = np.clip(shading, -FOLD_MAX_LOG, FOLD_MAX_LOG) * fade
     tile.albedo = tile.albedo * np.exp(-shading)[..., None]
 
 
