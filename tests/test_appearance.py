@@ -1230,8 +1230,8 @@ def test_tone_on_the_manifolds_fold_is_flagged():
     the light reading. Past melanin 0.2 chromaticity says little about the tone: dark skin alone is
     flagged too, and not once the whites of the eyes set the scale. Light and tan skin are not flagged.
     The eyes decide between the two readings (``_between_readings``): the flushed light skin comes back
-    light (ITA 29.4 for 28.7; before, the eyes were ignored as too far from the dark reading and it stayed at
-    -74.8), brown skin with more blood than usual (0.15, 3 %) reads -19.6 for -22.0 (before -34.7), and dark
+    light (ITA 29.4 for 28.7, melanin 0.059 for 0.06; before, the eyes were ignored as too far from the dark
+    reading and it stayed at -74.8), brown skin with more blood than usual (0.15, 3 %) reads -19.6 for -22.0 (before -34.7), and dark
     skin, which the eyes confirm, stays where it is."""
     none = {"pixels": 0, "albedo_linear": None}
     eyes = {"pixels": 200, "albedo_linear": list(SCLERA_ALBEDO_LINEAR)}  # the cheeks are in albedo units
@@ -1255,6 +1255,7 @@ def test_tone_on_the_manifolds_fold_is_flagged():
         truth = float(ita_degrees(skin_albedo_linear(melanin, blood)))
         seen = reading(melanin, blood, eyes)
         assert abs(seen["ita_deg"] - truth) < 3.0 and not seen["tone_ambiguous"], (melanin, blood, truth, seen)
+        assert abs(math.log(seen["melanin"] / melanin)) < 0.2, (melanin, seen)
 
 
 def test_whitened_skin_is_filled_from_the_mirror(model):

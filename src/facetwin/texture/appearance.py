@@ -1576,10 +1576,11 @@ def _calibrate(
                 * min(max(1.0 - abs(math.log(scale_scl / p)) / math.log(SCLERA_SCALE_MAX_RATIO), 0.0), 1.0)
                 for p in priors
             ]
-            combined = [float(np.exp((1.0 - w) * math.log(p) + w * math.log(scale_scl))) for p, w in zip(priors, weights)]
-            scale, w_scl = combined[0], weights[0]
+            combined = [np.exp((1.0 - w) * math.log(p) + w * math.log(scale_scl)) for p, w in zip(priors, weights)]
+            scale, w_scl = float(combined[0]), weights[0]
             if len(priors) > 1:
-                w_other = _between_readings(priors, (fit["cost"], other["cost"]), scale_scl, SCLERA_SCALE_TRUST * seen, weights[1])
+                costs = (fit["cost"], other["cost"])
+                w_other = _between_readings(priors, costs, scale_scl, SCLERA_SCALE_TRUST * seen, weights[1])
                 scale = float(combined[0] * (combined[1] / combined[0]) ** w_other)
                 w_scl = (1.0 - w_other) * weights[0] + w_other * weights[1]
     gains = np.exp(cast) * scale
@@ -1587,9 +1588,11 @@ def _calibrate(
     if monotone:
         skin = _no_skin()
     else:
+        # Where the eyes moved the scale most of the way to the other reading, that reading's pigments.
+        pigments = other if w_other > 0.5 else fit
         skin = {
-            "melanin": round(float(fit["melanin"]), 5),
-            "haemoglobin": round(float(fit["haemoglobin"]), 5),
+            "melanin": round(float(pigments["melanin"]), 5),
+            "haemoglobin": round(float(pigments["haemoglobin"]), 5),
             "ita_deg": round(float(ita_degrees(cheek)), 3),
             "cheek_albedo_linear": [round(float(x), 5) for x in cheek],
             "manifold_log_residual": round(float(fit["log_residual"]), 5),
@@ -1638,7 +1641,8 @@ def _between_readings(
     count here: a gray wall would pass for one and lighten dark skin (it bounds the photo's vividness instead,
     :func:`_vividness`). Brown skin on the fold (melanin 0.17) read as ITA -44 for a true -34 under the
     known-answer scenes' warm key: the eyes' estimate lay between the readings, and the plain combination
-    barely moved the scale.
+    barely moved the scale (now -35); light skin with much blood, read as ITA -75, was taken back to +29 (for
+    +29) by eyes the plain combination ignored as too far from the dark reading.
 
     Returns:
         in [0, 1], the share of the way (in log) from the best reading's combination to the other's.
@@ -1792,11 +1796,12 @@ def _grid_costs(target: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
 
 def _other_tone(albedo: np.ndarray, fit: dict) -> dict | None:
     """The cheapest reading of ``albedo``'s chromaticity at least :data:`TONE_AMBIGUITY_ITA` of ITA away
-    from ``fit`` (:func:`_fit_chromaticity` of the same chromaticity), as ``ita_deg``, ``cost`` and the
-    ``scale`` that brings ``albedo`` to it; None if there is none on the grid."""
+    from ``fit`` (:func:`_fit_chromaticity` of the same chromaticity), as ``ita_deg``, ``cost``, its
+    ``melanin`` and ``haemoglobin``, and the ``scale`` that brings ``albedo`` to it; None if there is none on
+    the grid."""
     from facetwin.texture.skin import ita_degrees, skin_grid
 
-    c, _, _ = _grid_costs(_log_chromaticity(albedo))
+    c, lm, lh = _grid_costs(_log_chromaticity(albedo))
     ita = ita_degrees(skin_grid().albedo_linear[1:-1, 1:-1])
     far = np.abs(ita - float(ita_degrees(fit["albedo_linear"]))) >= TONE_AMBIGUITY_ITA
     if not far.any():
@@ -1804,7 +1809,13 @@ def _other_tone(albedo: np.ndarray, fit: dict) -> dict | None:
     k = np.unravel_index(np.argmin(np.where(far, c, np.inf)), c.shape)
     reading = skin_grid().albedo_linear[1:-1, 1:-1][k]
     scale = float(np.exp(np.mean(np.log(np.maximum(np.asarray(albedo, np.float64), 1e-6)) - np.log(reading))))
-    return {"ita_deg": float(ita[k]), "cost": float(c[k]), "scale": scale}
+    return {
+        "ita_deg": float(ita[k]),
+        "cost": float(c[k]),
+        "scale": scale,
+        "melanin": float(np.exp(lm[k])),
+        "haemoglobin": float(np.exp(lh[k])),
+    }
 
 
 def _no_skin() -> dict:
