@@ -66,6 +66,7 @@ from facetwin.fit.landmarks import Fit, SurfacePoints
 from facetwin.fit.photometric import FEATURE_MARGIN_FACE
 from facetwin.model.ict import HeadModel
 from facetwin.texture.delight import Sheen
+from facetwin.texture.delight import smoothstep as _smoothstep
 
 SCLERA_ALBEDO_LINEAR = (0.66, 0.66, 0.66)
 """Assumed diffuse albedo of the white of the eye, linear sRGB: a neutral white (sRGB about 0.84). It is the
@@ -428,11 +429,6 @@ def is_monotone(image_srgb: np.ndarray) -> bool:
     mean = np.angle(np.exp(1j * hue).mean())
     spread = np.degrees(np.quantile(np.abs(np.angle(np.exp(1j * (hue - mean)))), 0.95))
     return bool(spread < MONOTONE_HUE_DEG)
-
-
-def _smoothstep(x, lo, hi):
-    t = np.clip((np.asarray(x, np.float32) - lo) / (hi - lo), 0.0, 1.0)
-    return t * t * (3.0 - 2.0 * t)
 
 
 def occluder_mask(
