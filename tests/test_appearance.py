@@ -1111,7 +1111,8 @@ def test_residual_shading_known_answers():
     crease = np.exp(-((xx - 48) ** 2 + (yy - 48) ** 2) / (2 * 3.0**2))
     reddened = skin_albedo_linear(melanin, blood) * np.exp(-0.3 * crease[..., None] * np.array([0.7, 1.03, 1.28]))
     got = residual_shading(reddened, np.ones((size, size)), melanin, blood, (1.0, 12.0))
-    assert got.max() <= 1e-6 and got.min() >= -0.3 * 1.0 * 1.01, (got.min(), got.max())
+    # Nor is more read than the crease's own mean log darkening (0.30 at its centre).
+    assert got.max() <= 1e-6 and got.min() >= -0.302, (got.min(), got.max())
     with pytest.raises(ValueError, match="weight"):
         residual_shading(np.ones((4, 4, 3)), np.ones((3, 3)), 0.05, 0.01, (1.0, 4.0))
 
@@ -1240,8 +1241,8 @@ def test_tone_on_the_manifolds_fold_is_flagged():
     flagged too, and not once the whites of the eyes set the scale. Light and tan skin are not flagged.
     The eyes decide between the two readings (``_between_readings``): the flushed light skin comes back
     light (ITA 29.4 for 28.7, melanin 0.059 for 0.06; before, the eyes were ignored as too far from the dark
-    reading and it stayed at -74.8), brown skin with more blood than usual (0.15, 3 %) reads -19.6 for -22.0 (before -34.7), and dark
-    skin, which the eyes confirm, stays where it is."""
+    reading and it stayed at -74.8), brown skin with more blood than usual (0.15, 3 %) reads -19.6 for -22.0
+    (before -34.7), and dark skin, which the eyes confirm, stays where it is."""
     none = {"pixels": 0, "albedo_linear": None}
     eyes = {"pixels": 200, "albedo_linear": list(SCLERA_ALBEDO_LINEAR)}  # the cheeks are in albedo units
 
