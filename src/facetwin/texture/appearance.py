@@ -298,11 +298,12 @@ explain (a highlight left over, a crease the mesh lacks, lit hair or background 
 and the fill would spread it as a glow. Darker texels are kept: stubble and moles are the person's."""
 DETAIL_SOURCE_CONFIDENCE = 0.9
 """Texels seen at least this well are the source of the skin detail."""
-DETAIL_MAX_SPREAD = 0.02
+DETAIL_MAX_SPREAD = 0.016
 """Most log-albedo spread per detail band (an octave between 0.15 cm and a texel) the fill takes from the
 seen skin. Sharp colour photos of skin measure 0.001-0.016 per band at 1024 texels; more is the photo's
-own texture (film grain, a halftone print, JPEG blocks), which the fill would otherwise spread over the
-whole head as blotches."""
+own texture (film grain, a halftone print, JPEG blocks) or wrinkles, which the fill would otherwise spread
+over the whole head as blotches (grace_hopper's wrinkled skin measures 0.02 in the two coarsest bands, and at
+a bound of 0.02 her fill showed as orange peel at 100 % zoom)."""
 CHROMA_SIGMA = 0.02
 """Expected error of the cheeks' log chromaticity (per channel): noise, the white balance's leftovers."""
 BLOOD_PRIOR = 0.02
