@@ -35,8 +35,8 @@
    (:func:`_calibrate`).
 5. **Folds and shine**: the shadows of folds and creases the mesh lacks, gray in the white-balanced albedo
    where a change of the skin's pigments has colour, are divided out between 1 and 8 mm
-   (:func:`_take_off_folds`; on light skin most of them, on dark skin, where melanin darkens all
-   channels alike, little). The specular highlights sharper than the sheen are taken off the face tile
+   (:func:`_take_off_folds`): by colour on light skin; on dark skin, where melanin darkens all channels
+   alike, colour says little, and the shadows are told from marks by their shape (folds are lines). The specular highlights sharper than the sheen are taken off the face tile
    (dichromatic model, :func:`facetwin.texture.delight.remove_specular`); where what was taken off is a
    large share of the colour, the confidence falls (:data:`SHINE_CONFIDENCE`) and the mirrored side counts
    instead. The glints of lip gloss, brighter than the lips around them and no yellower, are taken down to
@@ -1567,12 +1567,11 @@ def _calibrate(
         else:
             # Two estimates far apart mean one of them is wrong (paint or a lens over the eye, a cast the
             # manifold cannot see), and nothing says which: keep the skin model's then.
-            weights = [
-                SCLERA_SCALE_TRUST
-                * seen
-                * min(max(1.0 - abs(math.log(scale_scl / p)) / math.log(SCLERA_SCALE_MAX_RATIO), 0.0), 1.0)
-                for p in priors
-            ]
+            def eyes_weight(prior: float) -> float:
+                agree = 1.0 - abs(math.log(scale_scl / prior)) / math.log(SCLERA_SCALE_MAX_RATIO)
+                return SCLERA_SCALE_TRUST * seen * min(max(agree, 0.0), 1.0)
+
+            weights = [eyes_weight(p) for p in priors]
             combined = [np.exp((1.0 - w) * math.log(p) + w * math.log(scale_scl)) for p, w in zip(priors, weights)]
             scale, w_scl = float(combined[0]), weights[0]
             if len(priors) > 1:
@@ -1799,12 +1798,13 @@ def _other_tone(albedo: np.ndarray, fit: dict) -> dict | None:
     from facetwin.texture.skin import ita_degrees, skin_grid
 
     c, lm, lh = _grid_costs(_log_chromaticity(albedo))
-    ita = ita_degrees(skin_grid().albedo_linear[1:-1, 1:-1])
+    nodes = skin_grid().albedo_linear[1:-1, 1:-1]
+    ita = ita_degrees(nodes)
     far = np.abs(ita - float(ita_degrees(fit["albedo_linear"]))) >= TONE_AMBIGUITY_ITA
     if not far.any():
         return None
     k = np.unravel_index(np.argmin(np.where(far, c, np.inf)), c.shape)
-    reading = skin_grid().albedo_linear[1:-1, 1:-1][k]
+    reading = nodes[k]
     scale = float(np.exp(np.mean(np.log(np.maximum(np.asarray(albedo, np.float64), 1e-6)) - np.log(reading))))
     return {
         "ita_deg": float(ita[k]),

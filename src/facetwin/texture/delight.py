@@ -540,9 +540,9 @@ def residual_shading(
     # Whatever its colour, a line is a fold: its whole change in the band is read as shading there. Lines
     # are judged on the fine blur, which a grid of half its sigma resolves.
     k = max(int(sigmas_texels[0] // 2), 1)
-    h, w_ = fine.shape
-    line = fold_lines(cv2.resize(fine, (max(w_ // k, 3), max(h // k, 3)), interpolation=cv2.INTER_AREA))
-    line = cv2.resize(line, (w_, h), interpolation=cv2.INTER_LINEAR) * smoothstep(
+    rows, cols = fine.shape
+    line = fold_lines(cv2.resize(fine, (max(cols // k, 3), max(rows // k, 3)), interpolation=cv2.INTER_AREA))
+    line = cv2.resize(line, (cols, rows), interpolation=cv2.INTER_LINEAR) * smoothstep(
         np.abs(darkening), FOLD_LINE_MIN_LOG, 2.0 * FOLD_LINE_MIN_LOG
     )
     # The same share across a fold's dark line and its lit flanks: a share that changed across them would
@@ -563,19 +563,15 @@ def fold_lines(level: np.ndarray) -> np.ndarray:
     """How much each texel of a smooth (H, W) image lies on a line, dark or bright: 0 on a blob or a flat
     patch, 1 along a valley or a ridge.
 
-    The Hessian's eigenvalue of larger magnitude ``a`` and the other ``b``; the anisotropy
-    ``(|a| - |b|) / (|a| + |b|)`` is 1 across a line (curved one way only) and 0 on a round spot, ramped
-    between :data:`FOLD_LINE_ANISOTROPY`.
+    The Hessian's eigenvalue of larger magnitude ``a`` and the other ``b`` (scikit-image, half a texel of
+    its own smoothing: the image is smooth already); the anisotropy ``(|a| - |b|) / (|a| + |b|)`` is 1
+    across a line (curved one way only) and 0 on a round spot, ramped between :data:`FOLD_LINE_ANISOTROPY`.
     """
-    f = np.asarray(level, np.float32)
-    gy, gx = np.gradient(f)
-    gyy, gyx = np.gradient(gy)
-    gxy, gxx = np.gradient(gx)
-    cross = 0.5 * (gxy + gyx)
-    mean = 0.5 * (gxx + gyy)
-    half = np.sqrt((0.5 * (gxx - gyy)) ** 2 + cross**2)
-    big = np.maximum(np.abs(mean + half), np.abs(mean - half))
-    small = np.minimum(np.abs(mean + half), np.abs(mean - half))
+    from skimage.feature import hessian_matrix, hessian_matrix_eigvals
+
+    hessian = hessian_matrix(np.asarray(level, np.float32), sigma=0.5, order="rc", use_gaussian_derivatives=False)
+    first, second = np.abs(hessian_matrix_eigvals(hessian))
+    big, small = np.maximum(first, second), np.minimum(first, second)
     anisotropy = (big - small) / np.maximum(big + small, 1e-12)
     return smoothstep(anisotropy, *FOLD_LINE_ANISOTROPY)
 
