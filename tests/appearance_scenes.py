@@ -170,7 +170,8 @@ def make_scene(
     sheen: Sheen | None = None,
 ) -> Scene:
     """Render a scene; ``occluder`` is None, "sunglasses" (dark lenses over both eyes), "glasses" (thin soft
-    frames around them), "hair" (a dark strand across the forehead from the image border), "strands" (hair in the skin's hue over
+    frames around them), "hair" (a dark strand across the forehead from the image border), "beard" (gray strands
+    over the lower face: :func:`_beard`), "strands" (hair in the skin's hue over
     the face's side, :func:`strands_outline`) or "fold" (the
     shadows of nasolabial folds the mesh lacks); ``sheen`` the skin's broad shine, or None for a matte
     skin."""
@@ -238,6 +239,8 @@ def make_scene(
         stripes = 1.0 + 0.35 * np.sin(2.0 * np.pi * (xx + 0.25 * yy) / (0.025 * face_px))
         hair = np.array(STRAND_COLOUR_LINEAR, np.float32)[None, None, :] * stripes[..., None]
         img = np.where(inside[..., None].astype(bool), hair, img)
+    elif occluder == "beard":
+        img = _beard(model, vertices, camera, img, face_px, rng)
     elif occluder == "hair":
         top = camera.project(vertices[model.landmark68[[17, 19, 24, 26]]])
         y0 = top[:, 1].min() - 12
@@ -250,6 +253,39 @@ def make_scene(
     box = np.array([lm[:, 0].min(), lm[:, 1].min(), lm[:, 0].max(), lm[:, 1].max()])
     face = Face(box=box, score=1.0, landmarks=lm3)
     return Scene(encode_photo(lin), face, vertices, camera, tiles, sh_light, lin)
+
+
+BEARD_STRANDS = 800
+"""Strands of the "beard" occluder: about a third of its pixels are hair."""
+BEARD_GAIN = 2.0
+"""A strand of the "beard" occluder is this many times as bright as the skin beside it: a grizzled beard
+the photometric fit's outlier test takes in part only (at 4 times, it hides the whole lower face)."""
+
+
+def _beard(model, vertices, camera: Camera, img: np.ndarray, face_px: float, rng) -> np.ndarray:
+    """The photo with a gray beard drawn over it: short strands, a pixel thick, hanging down at random
+    slants, from the lower cheeks and the nose's base down past the jaw, the lips left bare. A strand is
+    :data:`BEARD_GAIN` times as bright as the skin beside it and gray (a white beard on dark skin, lit as the
+    skin is)."""
+    import cv2
+
+    lm68 = camera.project(vertices[model.landmark68])
+    ss = 4  # strands drawn at 4x and reduced: a pixel-thick strand covers its pixels in part
+    zone = np.zeros((img.shape[0] * ss, img.shape[1] * ss), np.uint8)
+    cv2.fillPoly(zone, [np.round(lm68[[2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 35, 33, 31]] * ss).astype(np.int32)], 1)
+    cv2.fillPoly(zone, [np.round(lm68[48:60] * ss).astype(np.int32)], 0)
+    ys, xs = np.nonzero(zone)
+    pick = rng.integers(0, ys.size, BEARD_STRANDS)
+    length = 0.04 * face_px * ss
+    angle = np.pi / 2 + rng.uniform(-0.5, 0.5, BEARD_STRANDS)
+    strands = np.zeros(zone.shape, np.float32)
+    for x, y, a in zip(xs[pick], ys[pick], angle):
+        end = (int(x + length * np.cos(a)), int(y + length * np.sin(a)))
+        cv2.line(strands, (int(x), int(y)), end, 1.0, ss)
+    strands *= zone
+    cover = cv2.resize(strands, (img.shape[1], img.shape[0]), interpolation=cv2.INTER_AREA)[..., None]
+    hair = np.minimum(BEARD_GAIN * img.mean(axis=2, keepdims=True), 0.9)
+    return img * (1.0 - cover) + hair * cover
 
 
 def strands_outline(model, vertices: np.ndarray, camera: Camera) -> np.ndarray:

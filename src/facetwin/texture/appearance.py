@@ -41,6 +41,8 @@
    large share of the colour, the confidence falls (:data:`SHINE_CONFIDENCE`) and the mirrored side counts
    instead. The glints of lip gloss, brighter than the lips around them and no yellower, are taken down to
    the lips' colour (:func:`lip_glints_off`).
+   A beard or moustache on the lower face, told from skin by its texture
+   (:func:`facetwin.texture.hair.hair_cover`), counts as unseen.
    Then texels whose colour is implausible for this skin (off its chromaticity, far brighter:
    :func:`_plausibility`) lose their confidence, with a rim around patches of them
    (:func:`grow_implausible`).
@@ -650,6 +652,7 @@ def estimate_appearance(
         sheen_radiance,
         visibility_ratio,
     )
+    from facetwin.texture.hair import hair_cover
     from facetwin.texture.regions import face_regions
     from facetwin.texture.uvmap import MAX_SIZE, mirror_texels, tile_cm_per_uv, uv_raster
 
@@ -836,6 +839,20 @@ def estimate_appearance(
     seconds["folds"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
+    # A beard or moustache is not skin, whatever its colour: its texels count as unseen.
+    taken = face_tile.confidence > 0.0
+    hair = hair_cover(
+        face_tile.albedo,
+        taken,
+        reg.beard,
+        size / (10.0 * tile_cm_per_uv(model, 0)),
+        hidden=face_tile.seen & ~taken,
+    )
+    face_tile.confidence *= 1.0 - hair
+    skin_seen *= 1.0 - hair
+    seconds["hair"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
     plain = (face_tile.confidence > 0.5) & ~reg.features
     tone = _skin_tone(face_tile.albedo, plain if plain.sum() >= MIN_CHEEK_TEXELS else cheek, monotone)
     # Colours far from the skin's chromaticity (a green fringe at a grazing silhouette, paint the
@@ -910,6 +927,7 @@ def estimate_appearance(
             float((face_tile.confidence > 0.5).sum() / face_tile.raster.valid.sum()), 4
         ),
         "occluder_fraction": round(float(occl.astype(bool)[oval_work.astype(bool)].mean()), 4),
+        "hair_fraction_beard_region": round(float(hair[reg.beard].mean()), 4),
         "seconds": {k: round(v, 3) for k, v in seconds.items()},
     }
     return Appearance(

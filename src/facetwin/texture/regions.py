@@ -32,6 +32,8 @@ CHEEK_SHRINK = 0.6
 """Cheek polygons scaled by this about their centroid, so they stay clear of eyes, nose, mouth and jaw."""
 CORE_LIFT = 0.8
 """The core region reaches this many brow-to-eye distances above the brows (the lower forehead)."""
+BEARD_BELOW_JAW_UV = 0.02
+"""The beard region reaches this far past the jaw line (about 4 mm): beards go on under the chin."""
 
 DRAW_MAX_SIZE = 512
 """Regions of larger tiles are drawn at this size and enlarged: the regions are coarse by nature."""
@@ -42,6 +44,8 @@ _LIPS = tuple(range(48, 60))
 _NOSTRILS = (31, 32, 33, 34, 35)
 # Subject's right cheek (image left): jaw 1-4, mouth corner 48, nose wing 31, lower lid 39-41 and corner 36.
 _CHEEKS = ((1, 2, 3, 4, 48, 31, 39, 40, 41, 36), (15, 14, 13, 12, 54, 35, 42, 47, 46, 45))
+# Below the nose's base and the lower cheeks: jaw 1-15, then the nose wings and base 35-31.
+_BEARD = tuple(range(1, 16)) + (35, 34, 33, 32, 31)
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,8 @@ class FaceRegions:
         cheeks: the two cheeks, away from every feature: where skin colour is measured.
         core: the central band from above the brows to the nostrils and between the outer eye corners,
             features left out: skin that beards, moustaches and most hair styles leave bare.
+        beard: where beards and moustaches grow: from the nose's base and the lower cheeks down past the
+            jaw line (:data:`BEARD_BELOW_JAW_UV`), features left out.
     """
 
     eyes: np.ndarray
@@ -64,6 +70,7 @@ class FaceRegions:
     nostrils: np.ndarray
     cheeks: np.ndarray
     core: np.ndarray
+    beard: np.ndarray
 
     @property
     def features(self) -> np.ndarray:
@@ -107,7 +114,7 @@ def _upsampled(sha: str, size: int, key: _Key) -> FaceRegions:
 
     small = _face_regions(sha, DRAW_MAX_SIZE, key)
     masks = []
-    for m in (small.eyes, small.brows, small.lips, small.nostrils, small.cheeks, small.core):
+    for m in (small.eyes, small.brows, small.lips, small.nostrils, small.cheeks, small.core, small.beard):
         big = cv2.resize(m.astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST).astype(bool)
         big.setflags(write=False)
         masks.append(big)
@@ -162,10 +169,11 @@ def _face_regions(sha: str, size: int, key: _Key) -> FaceRegions:
     core_pts = np.array([xy[17] - lift, xy[19] - lift, xy[24] - lift, xy[26] - lift, xy[35], xy[33], xy[31]])
     core = np.zeros((size, size), np.uint8)
     cv2.fillPoly(core, [np.round((core_pts - 0.5) * 256).astype(np.int32)], 1, shift=8)
-    masks = [m.astype(bool) for m in (eyes, brows, lips, nostrils, cheeks, core)]
+    beard = widen(poly(_BEARD), BEARD_BELOW_JAW_UV)
+    masks = [m.astype(bool) for m in (eyes, brows, lips, nostrils, cheeks, core, beard)]
     features = masks[0] | masks[1] | masks[2] | masks[3]
-    masks[4] &= ~features
-    masks[5] &= ~features
+    for m in masks[4:]:
+        m &= ~features
     for m in masks:
         m.setflags(write=False)
     return FaceRegions(*masks)
