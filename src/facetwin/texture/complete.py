@@ -72,6 +72,12 @@ DETAIL_MIN_CM2 = 1.0
 """A source of skin detail smaller than this gives no statistics (an empty spread)."""
 _DETAIL_SAMPLES = 200_000
 """At most about this many source texels are taken for the band spreads' medians."""
+DETAIL_SPECTRUM_SMOOTH = 0.05
+"""Weight of the curvature of the log spectrum from node to node, against the misfit of the bands' log
+variances. The bands overlap: unpenalised, the fit met the nearly equal spreads of a grainy photo (bands
+capped at the appearance stage's ``DETAIL_MAX_SPREAD``) with a spectrum spiking at one band and near zero at
+the next, and the field showed rings 6 texels across (frederick_douglass_1879's fill). With it, the round
+trip stays within 6 % on the coarse bands and 12 % on the finest."""
 _DETAIL_RINGS = 64
 """Log-spaced rings of frequency over which the synthesized detail's spectrum is summed to fit it."""
 
@@ -606,7 +612,13 @@ def synthesize_detail(size: int, spread: np.ndarray, edges: np.ndarray, seed: in
         first = goal - np.log(np.maximum(per_ring.sum(axis=1), 1e-30))
         # Bounded: a band the grid barely resolves must not ask for an unbounded density.
         bounds = (first.min() - 40.0, first.max() + 10.0)
-        fit = least_squares(lambda y, g=goal: np.log(per_ring @ density(y, ring_r)) - g, first, bounds=bounds)
+        fit = least_squares(
+            lambda y, g=goal: np.concatenate(
+                [np.log(per_ring @ density(y, ring_r)) - g, DETAIL_SPECTRUM_SMOOTH * np.diff(y[order], 2)]
+            ),
+            first,
+            bounds=bounds,
+        )
         amp = np.sqrt(density(fit.x, np.maximum(radius, 0.5 / n)))
         amp[0, 0] = 0.0
         field[..., c] = np.fft.irfft2(noise * amp, s=(n, n))
