@@ -111,7 +111,7 @@ def test_a_fringe_beside_hidden_hair_is_hair():
 @pytest.mark.parametrize("per_mm", [2.0, 8.0])
 def test_scales_are_on_the_surface(per_mm):
     """The same beard at 2 and 8 texels per millimetre (a 512 and a 2048 tile of the face) is covered as at
-    4: whole, and nothing beyond 4 mm of it."""
+    4: whole, and nothing beyond 4 mm of it. (At 8 the tile is judged on blocks: HAIR_MAX_PER_MM.)"""
     size = round(128 * per_mm)
     rng = np.random.default_rng(4)
     beard = _box(40, 50, 80, 80, per_mm, size)
@@ -122,15 +122,24 @@ def test_scales_are_on_the_surface(per_mm):
     assert cover[~_box(36, 46, 84, 84, per_mm, size)].max() < 0.01
 
 
-def test_hair_only_in_the_region_and_bad_inputs():
+@pytest.mark.parametrize("per_mm", [4.0, 8.0])
+def test_hair_only_in_the_region(per_mm):
+    """Only the region is looked at, and the part of the beard inside it is covered; at 8 texels per
+    millimetre the tile is judged on blocks over the region's bounding box."""
+    size = round(128 * per_mm)
     rng = np.random.default_rng(5)
-    beard = _box(40, 50, 80, 80)
-    albedo = _with_strands(_skin(rng, DARK_SKIN), beard, rng, (0.6, 0.58, 0.55))
-    everywhere = np.ones((SIZE, SIZE), bool)
-    upper = _box(0, 0, 128, 65)
-    cover = hair_cover(albedo, everywhere, upper, PER_MM)
-    assert cover[~upper].max() == 0.0 and np.mean(cover[_box(41, 51, 79, 64)] > 0.99) > 0.97
-    assert hair_cover(albedo, ~everywhere, everywhere, PER_MM).max() == 0.0
+    albedo = _with_strands(_skin(rng, DARK_SKIN, per_mm, size), _box(40, 50, 80, 80, per_mm, size), rng, (0.6, 0.58, 0.55), per_mm)
+    everywhere = np.ones((size, size), bool)
+    region = _box(30, 40, 100, 65, per_mm, size)
+    cover = hair_cover(albedo, everywhere, region, per_mm)
+    assert cover[~region].max() == 0.0
+    assert np.mean(cover[_box(41, 51, 79, 64, per_mm, size)] > 0.99) > 0.97
+    assert hair_cover(albedo, ~everywhere, everywhere, per_mm).max() == 0.0
+
+
+def test_hair_cover_bad_inputs():
+    albedo = np.full((64, 64, 3), 0.2, np.float32)
+    everywhere = np.ones((64, 64), bool)
     with pytest.raises(ValueError):
         hair_cover(albedo[..., :2], everywhere, everywhere, PER_MM)
     with pytest.raises(ValueError):

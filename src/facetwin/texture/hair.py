@@ -49,6 +49,9 @@ HAIR_MIN_AREA_MM2 = 50.0
 wrinkle's crossing is smaller."""
 HAIR_EDGE_MM = 0.5
 """Gaussian sigma of the cover's soft edge, which lies outside the patch."""
+HAIR_MAX_PER_MM = 7.0
+"""Finer tiles (4096 on the face) are judged on blocks of texels: a 2048 tile resolves the strands' scale,
+and the filters' cost grows with their reach in texels."""
 
 
 def hair_cover(
@@ -61,7 +64,7 @@ def hair_cover(
     """How much of each texel of ``region`` is covered by hair (module docstring).
 
     Args:
-        albedo: (S, S, 3) linear albedo of the face tile, NaN where missing.
+        albedo: (S, S, 3) linear albedo of the face tile (or (H, W, 3) of a part of it), NaN where missing.
         seen: (S, S) bool texels whose sample of the photo is taken for skin.
         region: (S, S) bool where hair may be looked for.
         texels_per_mm: texels per millimetre of the surface.
@@ -81,8 +84,11 @@ def hair_cover(
         raise ValueError(f"albedo, seen, region, hidden: expected (S, S, 3) and (S, S); got {albedo.shape}, {shapes}")
     if not texels_per_mm > 0:
         raise ValueError(f"texels_per_mm: expected > 0, got {texels_per_mm!r}")
-    size = albedo.shape[0]
-    cover = np.zeros((size, size), np.float32)
+    k = math.ceil(texels_per_mm / HAIR_MAX_PER_MM)
+    if k > 1:
+        return _on_blocks(albedo, seen, region, texels_per_mm, hidden, k)
+    height, width = albedo.shape[:2]
+    cover = np.zeros((height, width), np.float32)
     lum = np.nan_to_num(albedo, nan=0.0).mean(axis=2)
     look = np.asarray(seen, bool) & np.asarray(region, bool) & (lum > 0)
     if not look.any():
@@ -91,8 +97,8 @@ def hair_cover(
     reach = math.ceil(3.0 * max(HAIR_SCALE_MM, HAIR_WINDOW_MM) * texels_per_mm)
     rows, cols = np.flatnonzero(look.any(axis=1)), np.flatnonzero(look.any(axis=0))
     box = (
-        slice(max(rows[0] - reach, 0), min(rows[-1] + reach + 1, size)),
-        slice(max(cols[0] - reach, 0), min(cols[-1] + reach + 1, size)),
+        slice(max(rows[0] - reach, 0), min(rows[-1] + reach + 1, height)),
+        slice(max(cols[0] - reach, 0), min(cols[-1] + reach + 1, width)),
     )
     weight = look[box].astype(np.float32)
     log_lum = np.log(np.maximum(lum[box], 1e-4)) * weight
@@ -123,3 +129,38 @@ def hair_cover(
     # Fully covered up to the patch's edge, fading out beyond it.
     cover[box] = 2.0 * cv2.GaussianBlur(patch, (0, 0), max(HAIR_EDGE_MM * texels_per_mm, 0.5))
     return np.where(region, np.clip(cover, 0.0, 1.0), 0.0).astype(np.float32)
+
+
+def _on_blocks(albedo, seen, region, texels_per_mm: float, hidden, k: int) -> np.ndarray:
+    """:func:`hair_cover` judged on blocks of ``k`` x ``k`` texels over the region's bounding box (the mean
+    albedo of their seen texels; a block is seen, in the region or hidden where most of its texels are),
+    enlarged bilinearly."""
+    import cv2
+
+    height, width = albedo.shape[:2]
+    region = np.asarray(region, bool)
+    cover = np.zeros((height, width), np.float32)
+    rows, cols = np.flatnonzero(region.any(axis=1)), np.flatnonzero(region.any(axis=0))
+    if rows.size == 0:
+        return cover
+    # Whole blocks from the tile's corner, so that the blocks are the same whatever the region.
+    r0, c0 = rows[0] // k * k, cols[0] // k * k
+    r1, c1 = min(-(-(rows[-1] + 1) // k) * k, height), min(-(-(cols[-1] + 1) // k) * k, width)
+    box = (slice(r0, r1), slice(c0, c1))
+    shape = ((c1 - c0) // k, (r1 - r0) // k)  # cv2's (width, height)
+
+    def blocks(x: np.ndarray) -> np.ndarray:
+        return cv2.resize(np.ascontiguousarray(x, np.float32), shape, interpolation=cv2.INTER_AREA)
+
+    seen = np.asarray(seen, bool)[box]
+    seen_share = blocks(seen)
+    albedo_seen = np.where(seen[..., None], np.nan_to_num(np.asarray(albedo)[box], nan=0.0), 0.0)
+    small = hair_cover(
+        blocks(albedo_seen) / np.maximum(seen_share, 1e-6)[..., None],
+        seen_share > 0.5,
+        blocks(region[box]) > 0.5,
+        texels_per_mm / k,
+        None if hidden is None else blocks(np.asarray(hidden)[box]) > 0.5,
+    )
+    cover[box] = cv2.resize(small, (c1 - c0, r1 - r0), interpolation=cv2.INTER_LINEAR)
+    return np.where(region, cover, 0.0).astype(np.float32)
