@@ -137,6 +137,32 @@ def test_hair_only_in_the_region(per_mm):
     assert hair_cover(albedo, ~everywhere, everywhere, per_mm).max() == 0.0
 
 
+def _noisy_skin(rng, log_std: float, blur_texels: float, size: int = 512) -> np.ndarray:
+    noise = rng.standard_normal((size, size)).astype(np.float32)
+    if blur_texels:
+        noise = cv2.GaussianBlur(noise, (0, 0), blur_texels)
+    return (np.asarray(LIGHT_SKIN, np.float32) * np.exp(log_std * noise / noise.std())[..., None]).astype(np.float32)
+
+
+def test_noise_is_not_hair_up_to_a_limit():
+    """A noisy photo's texels (0.1 log, a texel across, at 2048's resolution) are not hair; noise of 0.2 log
+    is, as the strands' texture is (the limit of telling them apart by texture alone)."""
+    rng = np.random.default_rng(7)
+    everywhere = np.ones((512, 512), bool)
+    assert hair_cover(_noisy_skin(rng, 0.1, 1.0), everywhere, everywhere, 6.8).max() == 0.0
+    assert hair_cover(_noisy_skin(rng, 0.2, 1.0), everywhere, everywhere, 6.8).mean() > 0.9
+
+
+def test_no_hair_is_looked_for_where_texels_are_coarser_than_strands():
+    """A tile whose texel is coarser than the strands' scale (a 256 face tile: 0.85 texels per mm) holds
+    texel noise, not texture: nothing is covered, even noise of 0.2 log (at 1.3 texels per mm, it is)."""
+    rng = np.random.default_rng(6)
+    everywhere = np.ones((512, 512), bool)
+    noisy = _noisy_skin(rng, 0.2, 0.0)
+    assert hair_cover(noisy, everywhere, everywhere, 0.85).max() == 0.0
+    assert hair_cover(noisy, everywhere, everywhere, 1.3).mean() > 0.9
+
+
 def test_hair_cover_bad_inputs():
     albedo = np.full((64, 64, 3), 0.2, np.float32)
     everywhere = np.ones((64, 64), bool)

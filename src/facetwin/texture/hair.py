@@ -14,6 +14,10 @@ grace_hopper's wrinkles and 12 % of face_paint's (its paint's edges); after the 
 covers 43 % of Douglass's beard region, 1.6 % of grace_hopper's and 4.5 % of face_paint's (the edge of a
 white stripe of paint, which is not skin either).
 
+Texture alone cannot tell strands from strong noise: a texel noise of 0.2 log (a very noisy or grainy
+photo) is taken for hair, 0.1 log is not; a tile whose texels are coarser than :data:`HAIR_SCALE_MM` holds
+only texel noise, and no hair is looked for there.
+
 Hair is looked for only where beards grow (:attr:`facetwin.texture.regions.FaceRegions.beard`): above it, a
 grainy photo's forehead has as dense a texture as a beard, and hair on the scalp and brows is not on the
 face tile's skin. The cover is a region, not the strands: the gaps between strands are hair's shadow and
@@ -73,7 +77,8 @@ def hair_cover(
             what they hide, and counts with them in the width and area tests.
 
     Returns:
-        (S, S) float32 in [0, 1], 0 outside ``region``.
+        (S, S) float32 in [0, 1], 0 outside ``region``; 0 everywhere when a texel is coarser than
+        :data:`HAIR_SCALE_MM`.
     """
     import cv2
     from scipy.ndimage import binary_fill_holes
@@ -84,6 +89,9 @@ def hair_cover(
         raise ValueError(f"albedo, seen, region, hidden: expected (S, S, 3) and (S, S); got {albedo.shape}, {shapes}")
     if not texels_per_mm > 0:
         raise ValueError(f"texels_per_mm: expected > 0, got {texels_per_mm!r}")
+    if HAIR_SCALE_MM * texels_per_mm < 1.0:
+        # The tile does not resolve the strands' scale (a 256 face tile): texel noise is no texture.
+        return np.zeros(albedo.shape[:2], np.float32)
     k = math.ceil(texels_per_mm / HAIR_MAX_PER_MM)
     if k > 1:
         return _on_blocks(albedo, seen, region, texels_per_mm, hidden, k)
