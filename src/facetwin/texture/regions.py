@@ -44,7 +44,7 @@ _LIPS = tuple(range(48, 60))
 _NOSTRILS = (31, 32, 33, 34, 35)
 # Subject's right cheek (image left): jaw 1-4, mouth corner 48, nose wing 31, lower lid 39-41 and corner 36.
 _CHEEKS = ((1, 2, 3, 4, 48, 31, 39, 40, 41, 36), (15, 14, 13, 12, 54, 35, 42, 47, 46, 45))
-# Below the nose's base and the lower cheeks: jaw 1-15, then the nose wings and base 35-31.
+# Jaw 1-15 (from below one ear to below the other), then the nose's base 35-31.
 _BEARD = tuple(range(1, 16)) + (35, 34, 33, 32, 31)
 
 
@@ -60,8 +60,9 @@ class FaceRegions:
         cheeks: the two cheeks, away from every feature: where skin colour is measured.
         core: the central band from above the brows to the nostrils and between the outer eye corners,
             features left out: skin that beards, moustaches and most hair styles leave bare.
-        beard: where beards and moustaches grow: from the nose's base and the lower cheeks down past the
-            jaw line (:data:`BEARD_BELOW_JAW_UV`), features left out.
+        beard: where beards and moustaches grow: below the nose's base and a line from it to the jaw
+            below the ears (landmarks 1 and 15), down past the jaw line (:data:`BEARD_BELOW_JAW_UV`),
+            features left out.
     """
 
     eyes: np.ndarray
