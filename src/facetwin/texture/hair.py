@@ -83,6 +83,8 @@ def hair_cover(
     import cv2
     from scipy.ndimage import binary_fill_holes
 
+    from facetwin.texture.complete import weighted_blur
+
     albedo = np.asarray(albedo, np.float32)
     shapes = [np.shape(seen), np.shape(region)] + ([] if hidden is None else [np.shape(hidden)])
     if albedo.ndim != 3 or albedo.shape[2] != 3 or any(sh != albedo.shape[:2] for sh in shapes):
@@ -109,11 +111,10 @@ def hair_cover(
         slice(max(cols[0] - reach, 0), min(cols[-1] + reach + 1, width)),
     )
     weight = look[box].astype(np.float32)
-    log_lum = np.log(np.maximum(lum[box], 1e-4)) * weight
+    log_lum = np.log(np.maximum(lum[box], 1e-4))
 
     def mean_around(x: np.ndarray, sigma_mm: float) -> np.ndarray:
-        sigma = sigma_mm * texels_per_mm
-        return cv2.GaussianBlur(x * weight, (0, 0), sigma) / np.maximum(cv2.GaussianBlur(weight, (0, 0), sigma), 1e-6)
+        return weighted_blur(x, weight, sigma_mm * texels_per_mm)
 
     detail = log_lum - mean_around(log_lum, HAIR_SCALE_MM)
     above = mean_around((detail > HAIR_STEP_LOG).astype(np.float32), HAIR_WINDOW_MM)
