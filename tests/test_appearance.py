@@ -958,9 +958,16 @@ def test_white_beard_is_not_in_the_albedo(model, points, photos_dir):
     detail = log - cv2.GaussianBlur(log, (0, 0), size / (10.0 * tile_cm_per_uv(model, 0)))  # finer than 1 mm
     beard, core = (np.sqrt(np.mean(detail[r & valid] ** 2)) for r in (reg.beard, reg.core))
     fraction = app.metrics["hair_fraction_beard_region"]
-    print(f"\ndouglass: detail {beard:.3f} in the beard region, {core:.3f} in the core; hair on {fraction:.3f}")
+    print(
+        f"\ndouglass: detail {beard:.3f} in the beard region, {core:.3f} in the core; hair on {fraction:.3f}; "
+        f"light's mean radiance {app.sh_light[0, 0]:.3f}"
+    )
     assert fraction > 0.3
     assert beard < 0.7 * core
+    # The light is fitted again without the beard: with it, the fit's mean radiance (the SH constant term)
+    # was negative, a light darker than none, that the beard's brightness had pulled.
+    assert app.metrics["refit_without_hair"]
+    assert app.sh_light[0, 0] > 0.0
 
 
 def test_warm_stage_light_is_taken_from_the_eyes(model, points, photos_dir):

@@ -161,6 +161,39 @@ def test_mottled_monotone_photo_keeps_its_skin(model, points, scene):
     assert fixed.metrics["outlier_fraction"] > 2.0 * adaptive.metrics["outlier_fraction"], fixed.metrics
 
 
+def test_excluded_pixels_are_left_out_of_the_light(model, points, scene):
+    """Pixels given as ``exclude`` (what the appearance stage found to be hair) are not skin, and what they
+    show does not move the fit: the lower face brightened 1.4 times (a beard the outlier test lets through)
+    moves the fitted light by 15 %, but with those pixels excluded the light is the one fitted to the clean
+    photo with the same pixels excluded."""
+    sc = scene["scene"]
+    clean = srgb_to_linear(sc.photo.image_srgb)
+    lm = sc.face.landmarks[:, :2]
+    kw = {"refine_geometry": False, "outer_iterations": 2}
+    base = refine_photometric(model, clean, sc.face.landmarks, scene["fit"], points, **kw)
+    view = base.view
+    # Below the nose's tip, in photo pixels and in the crop (the same for the same photo, landmarks, fit).
+    line = lm[1, 1] + 0.1 * (lm[152, 1] - lm[1, 1])
+    brighter = clean.copy()
+    brighter[np.arange(clean.shape[0]) > line] *= 1.4
+    h, w = base.skin_mask.shape
+    below = np.repeat(((np.arange(h) + 0.5) / view.scale + view.origin_px[1] > line)[:, None], w, axis=1)
+
+    def light_change(a, b) -> float:
+        return float(np.linalg.norm(a.sh_light[:4] - b.sh_light[:4]) / np.linalg.norm(b.sh_light[:4]))
+
+    pulled = refine_photometric(model, brighter, sc.face.landmarks, scene["fit"], points, **kw)
+    left_out = refine_photometric(model, brighter, sc.face.landmarks, scene["fit"], points, exclude=below, **kw)
+    clean_left_out = refine_photometric(model, clean, sc.face.landmarks, scene["fit"], points, exclude=below, **kw)
+    assert not np.any(left_out.skin_mask & below)
+    moved, kept = light_change(pulled, base), light_change(left_out, clean_left_out)
+    print(f"\nlight moved by the bright lower face: {moved:.3f}; with it excluded: {kept:.4f}")
+    assert moved > 0.05
+    assert kept < 0.1 * moved
+    with pytest.raises(ValueError, match="exclude"):
+        refine_photometric(model, clean, sc.face.landmarks, scene["fit"], points, exclude=below[:10], **kw)
+
+
 def test_bad_inputs(model, points, scene):
     sc = scene["scene"]
     img = srgb_to_linear(sc.photo.image_srgb)

@@ -454,6 +454,7 @@ def refine_photometric(
     refine_geometry: bool = True,
     monotone: bool = False,
     fit_sheen: bool = True,
+    exclude: np.ndarray | None = None,
 ) -> PhotometricFit:
     """Jointly refine pose, identity, expression, SH light and a low-resolution albedo (module docstring).
 
@@ -473,6 +474,9 @@ def refine_photometric(
         monotone: a grayscale or sepia photo: the residual's cap rises to the core skin's own spread
             (:data:`SEED_RESIDUAL_CAP`).
         fit_sheen: False fits no sheen (the Lambertian model alone).
+        exclude: (h, w) bool pixels of the crop known not to be skin (hair an earlier pass found on the
+            surface), or None. The crop is the one this call makes (the returned ``view``): an earlier call
+            with the same image, landmarks, box, ``work_px`` and fit camera made the same one.
 
     Returns:
         :class:`PhotometricFit`.
@@ -554,7 +558,12 @@ def refine_photometric(
     albedo_grid = None
     weights = None
     chroma_ok = None
-    unlike = np.zeros(h * w, bool)
+    excluded = np.zeros(h * w, bool)
+    if exclude is not None:
+        if np.shape(exclude) != (h, w):
+            raise ValueError(f"exclude: expected the crop's shape {(h, w)}, got {np.shape(exclude)}")
+        excluded = np.asarray(exclude, bool).ravel()
+    unlike = excluded.copy()
     candidates = None
     sigma = None
     core_spread = RESIDUAL_CAP
@@ -669,7 +678,7 @@ def refine_photometric(
         if outer == 0 and not monotone:
             # Once the first light and albedo have picked the skin inliers, what among them is coloured as
             # the hair and background beside the face is not skin (hair in the skin's hue, only darker).
-            unlike = unlike_skin(
+            unlike = excluded | unlike_skin(
                 view.image_linear,
                 candidates.reshape(h, w),
                 (weights > 0).reshape(h, w),

@@ -42,7 +42,9 @@
    instead. The glints of lip gloss, brighter than the lips around them and no yellower, are taken down to
    the lips' colour (:func:`lip_glints_off`).
    A beard or moustache on the lower face, told from skin by its texture
-   (:func:`facetwin.texture.hair.hair_cover`), counts as unseen.
+   (:func:`facetwin.texture.hair.hair_cover`), counts as unseen; where it covers much of the lower face
+   (:data:`HAIR_REFIT_FRACTION`), the stage runs again with its pixels left out of the photometric fit,
+   whose light it had pulled.
    Then texels whose colour is implausible for this skin (off its chromaticity, far brighter:
    :func:`_plausibility`) lose their confidence, with a rim around patches of them
    (:func:`grow_implausible`).
@@ -271,6 +273,13 @@ FOLD_HAIR_MARGIN_MM = 3.0
 outlines), and the correction fades in over as much again beyond it."""
 FOLD_FEATURE_FADE_MM = 1.0
 """Beyond the lips and nostrils, the fold correction fades in over this distance."""
+HAIR_REFIT_FRACTION = 0.1
+"""Where hair (:func:`facetwin.texture.hair.hair_cover`) covers more than this share of the beard region,
+the light is fitted again without it: frederick_douglass_1879's white beard (0.45) had pulled the fitted
+light; the clean-shaven faces of the shared photos read 0-0.06."""
+HAIR_PIXELS_GROW = 1
+"""Pixels the hair's projection into the photometric fit's crop is widened by (its outline's texels reach
+only the pixels they fall in)."""
 LIP_GLINT_LOG = 0.15
 """How much brighter (natural log of the mean channel) than the lips around it a lip texel may be before it
 is taken for a glint of their gloss (:func:`lip_glints_off`): the lips' own texture and lines stay within."""
@@ -337,12 +346,15 @@ class AppearanceOptions:
         back_tile_scale: resolution of the back-of-head tile relative to the face tile.
         skin_grain: lay the fine grain of the seen skin over what was filled (else the fill stays smooth:
             nothing in the maps but what the photo showed and the smooth completion).
+        refit_without_hair: where much hair is found on the lower face, fit the light again without it
+            (:func:`estimate_appearance`).
     """
 
     refine_geometry: bool = True
     remove_shine: bool = True
     back_tile_scale: float = BACK_TILE_SCALE
     skin_grain: bool = True
+    refit_without_hair: bool = True
 
 
 @dataclass(frozen=True)
@@ -617,6 +629,10 @@ def estimate_appearance(
 ) -> Appearance:
     """Diffuse albedo, lighting and skin parameters of the face in a photo (module docstring).
 
+    Where hair covers more than :data:`HAIR_REFIT_FRACTION` of the lower face, the photometric fit took it
+    for skin when it fitted the light and the albedo; the stage is run again with the hair's pixels left
+    out of that fit (``metrics["refit_without_hair"]``).
+
     Args:
         model: the head model.
         photo: the :class:`facetwin.io.Photo` (its ``image_srgb`` and ``grayscale`` are used).
@@ -633,6 +649,34 @@ def estimate_appearance(
         ValueError: bad texture size or image.
         FacetwinError: no skin pixel to fit.
     """
+    if points is None:
+        from facetwin.fit.correspondence import landmark_correspondence
+
+        points = landmark_correspondence(model)
+    first = _estimate(model, photo, face, fit, points, texture_size, options, exclude=None)
+    if isinstance(first, Appearance):
+        first.metrics["refit_without_hair"] = False
+        return first
+    app = _estimate(model, photo, face, fit, points, texture_size, options, exclude=first.pixels)
+    app.metrics["refit_without_hair"] = True
+    app.metrics["hair_fraction_beard_region"] = first.fraction
+    app.metrics["seconds"]["first_pass"] = round(first.seconds, 3)
+    return app
+
+
+@dataclass(frozen=True)
+class _HairFound:
+    """What a first pass of :func:`_estimate` found: hair over much of the lower face."""
+
+    pixels: np.ndarray  # (h, w) bool, the photometric fit's crop
+    fraction: float  # of the beard region
+    seconds: float  # the first pass's
+
+
+def _estimate(model, photo, face, fit, points, texture_size, options, exclude) -> Appearance | _HairFound:
+    """:func:`estimate_appearance`'s one pass: with ``exclude`` None, it stops with :class:`_HairFound`
+    right after the hair step where there is much hair; with the crop's pixels to leave out of the
+    photometric fit, it runs to the end."""
     import cv2
 
     from facetwin.fit.photometric import face_oval_px, landmark_polygon, refine_photometric
@@ -664,10 +708,6 @@ def estimate_appearance(
         raise ValueError(f"photo.image_srgb: expected (H, W, 3), got {img_srgb.shape}")
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
-    if points is None:
-        from facetwin.fit.correspondence import landmark_correspondence
-
-        points = landmark_correspondence(model)
     monotone = bool(photo.grayscale) or is_monotone(img_srgb)
     image_linear = srgb_to_linear(img_srgb)
     if monotone:
@@ -686,6 +726,7 @@ def estimate_appearance(
         monotone=monotone,
         # Without colour a sheen cannot be told from the light's own gradient (the shine step is off too).
         fit_sheen=options.remove_shine and not monotone,
+        exclude=exclude,
     )
     seconds["photometric"] = time.perf_counter() - t0
 
@@ -850,7 +891,14 @@ def estimate_appearance(
     )
     face_tile.confidence *= 1.0 - hair
     skin_seen *= 1.0 - hair
+    hair_fraction = float(hair[reg.beard].mean())
     seconds["hair"] = time.perf_counter() - t0
+    if exclude is None and options.refit_without_hair and hair_fraction > HAIR_REFIT_FRACTION:
+        return _HairFound(
+            pixels=_hair_pixels(model, hair, new_fit, view, phot.skin_mask.shape),
+            fraction=round(hair_fraction, 4),
+            seconds=sum(seconds.values()),
+        )
 
     t0 = time.perf_counter()
     plain = (face_tile.confidence > 0.5) & ~reg.features
@@ -927,7 +975,7 @@ def estimate_appearance(
             float((face_tile.confidence > 0.5).sum() / face_tile.raster.valid.sum()), 4
         ),
         "occluder_fraction": round(float(occl.astype(bool)[oval_work.astype(bool)].mean()), 4),
-        "hair_fraction_beard_region": round(float(hair[reg.beard].mean()), 4),
+        "hair_fraction_beard_region": round(hair_fraction, 4),
         "seconds": {k: round(v, 3) for k, v in seconds.items()},
     }
     return Appearance(
@@ -1062,6 +1110,28 @@ class _Capture:
     origin: np.ndarray  # (2,) photo pixel of the capture's corner
     edge_ramp_px: float  # EDGE_RAMP_FACE in capture pixels
     depth_edge_ramp_px: float  # DEPTH_EDGE_RAMP_FACE in capture pixels
+
+
+def _hair_pixels(model: HeadModel, hair: np.ndarray, fit: Fit, view, shape: tuple[int, int]) -> np.ndarray:
+    """(h, w) bool pixels of the photometric fit's crop (``view``, ``shape``) that the face-tile texels
+    mostly covered by hair (``hair`` > 0.5, (S, S)) fall in, on the fitted mesh, widened by
+    :data:`HAIR_PIXELS_GROW`."""
+    import cv2
+
+    from facetwin.texture.uvmap import texel_positions, uv_raster
+
+    h, w = shape
+    out = np.zeros((h, w), np.uint8)
+    covered = hair > 0.5
+    if not covered.any():
+        return out.astype(bool)
+    points = texel_positions(model, fit.vertices, uv_raster(model, 0, hair.shape[0]))[covered]
+    points = points[np.isfinite(points).all(axis=1)]
+    xy = np.round((fit.camera.project(points) - view.origin_px) * view.scale - 0.5).astype(np.int64)
+    inside = (xy[:, 0] >= 0) & (xy[:, 0] < w) & (xy[:, 1] >= 0) & (xy[:, 1] < h)
+    out[xy[inside, 1], xy[inside, 0]] = 1
+    r = HAIR_PIXELS_GROW
+    return cv2.dilate(out, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1,) * 2)).astype(bool)
 
 
 def _capture(model, verts, cam, oval_poly, openings, face_size_px) -> _Capture:
