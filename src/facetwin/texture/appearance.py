@@ -389,7 +389,9 @@ class Appearance:
         monotone: the photo is grayscale or sepia (the albedo is gray).
         vivid: how vivid the photo's colour rendering is (:func:`_vividness`; 1: colorimetric): the photo's
             log chromaticity is the rendered light's times this (:func:`desaturate` by ``1 / vivid``).
-        metrics: photometric fit quality (PSNR, SSIM on the skin mask), white balance, per-step seconds.
+        metrics: photometric fit quality (PSNR, SSIM on the skin mask), white balance, the share of the
+            lower face found to be hair (``hair_fraction_beard_region``) and whether the light was fitted
+            again without it (``refit_without_hair``), per-step seconds.
     """
 
     albedo_uv_linear: np.ndarray
