@@ -271,6 +271,10 @@ mark or a hair the other tests have not caught."""
 FOLD_HAIR_MARGIN_MM = 3.0
 """No fold is looked for within this distance of the eyes and brows (their hairs reach past the regions'
 outlines), and the correction fades in over as much again beyond it."""
+FOLD_LOWER_LID_MARGIN_MM = 1.0
+"""The same margin straight below the eyes: the lower lashes are short, and the crease of a smile or of
+tired eyes lies right under them (smiling_woman's dark bands there were left in her map with the whole
+margin)."""
 FOLD_FEATURE_FADE_MM = 1.0
 """Beyond the lips and nostrils, the fold correction fades in over this distance."""
 HAIR_REFIT_FRACTION = 0.1
@@ -2042,7 +2046,7 @@ def _take_off_folds(model: HeadModel, tile: _Tile, reg, skin: dict) -> None:
     # Hairs of the brows and lashes beyond the regions' outlines are dark and gray, as a shadow is: the
     # surroundings of the eyes and brows are left out, and the correction fades in beyond them (no outline).
     margin = FOLD_HAIR_MARGIN_MM * per_mm
-    away = cv2.distanceTransform((~(reg.eyes | reg.brows)).astype(np.uint8), cv2.DIST_L2, 5)
+    away = hair_distance(reg.eyes, reg.brows, FOLD_HAIR_MARGIN_MM / FOLD_LOWER_LID_MARGIN_MM)
     weight = np.where((away < margin) | reg.features, 0.0, np.clip(tile.confidence, 0.0, 1.0)).astype(np.float32)
     band = (FOLD_SCALES_MM[0] * per_mm, FOLD_SCALES_MM[1] * per_mm)
     shading = residual_shading(tile.albedo, weight, float(skin["melanin"]), float(skin["haemoglobin"]), band)
@@ -2052,6 +2056,40 @@ def _take_off_folds(model: HeadModel, tile: _Tile, reg, skin: dict) -> None:
     fade = _smoothstep(away, margin, 2.0 * margin) * _smoothstep(off_features, 0.0, FOLD_FEATURE_FADE_MM * per_mm)
     shading = np.clip(shading, -FOLD_MAX_LOG, FOLD_MAX_LOG) * fade
     tile.albedo = tile.albedo * np.exp(-shading)[..., None]
+
+
+def hair_distance(eyes: np.ndarray, brows: np.ndarray, stretch_below: float) -> np.ndarray:
+    """How far each texel of a face tile is from the hairs of the brows and lashes, in texels, with the
+    distance straight below an eye counted ``stretch_below`` times (the lower lashes are short).
+
+    Below means that the texel's nearest eye texel lies up the face from it (the tile's rows run down the
+    face, :mod:`facetwin.texture.uvmap`); the stretch fades in from a direction 0.3 of the way to straight
+    down to 0.8 of it, so that a margin drawn at a fixed stretched distance has no corner at the eye's ends.
+
+    Args:
+        eyes, brows: (S, S) bool regions (:func:`facetwin.texture.regions.face_regions`).
+        stretch_below: >= 1.
+
+    Returns:
+        (S, S) float32; 0 inside the regions.
+    """
+    import cv2
+
+    if stretch_below < 1.0:
+        raise ValueError(f"stretch_below: expected >= 1, got {stretch_below}")
+    to_brows = cv2.distanceTransform((~brows).astype(np.uint8), cv2.DIST_L2, 5)
+    if not eyes.any():
+        return to_brows
+    to_eyes, nearest = cv2.distanceTransformWithLabels(
+        (~eyes).astype(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL
+    )
+    # Each eye texel has its own label: the row of the nearest one, per texel.
+    inside = np.flatnonzero(eyes.ravel())
+    row_of = np.zeros(int(nearest.max()) + 1, np.float32)
+    row_of[nearest.ravel()[inside]] = inside // eyes.shape[1]
+    drop = np.arange(eyes.shape[0], dtype=np.float32)[:, None] - row_of[nearest]
+    below = _smoothstep(drop / np.maximum(to_eyes, 1e-6), 0.3, 0.8)
+    return np.minimum(to_eyes * (1.0 + below * (stretch_below - 1.0)), to_brows).astype(np.float32)
 
 
 def lip_glints_off(albedo: np.ndarray, confidence: np.ndarray, lips: np.ndarray, sigma: float) -> np.ndarray:
