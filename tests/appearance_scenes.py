@@ -4,7 +4,8 @@ Not a test module (no ``test_`` prefix); the appearance and photometric tests im
 built from the biophysical skin model (:mod:`facetwin.texture.skin`) with a base melanin per skin tone, a
 blush on the cheeks, redder lips, dark brows and blemishes; the head is rendered with the forward model of
 :mod:`facetwin.texture.delight` (Lambert, second-order SH light, light-weighted visibility from 128
-shadow maps of the true mesh, and a sheen where asked: :func:`key_sheen`), supersampled 2x, encoded as
+shadow maps of the true mesh with the light the skin reflects into its own creases, and a sheen where asked:
+:func:`key_sheen`), supersampled 2x, encoded as
 8-bit sRGB. The "detected" landmarks are the
 model's own correspondence points projected from the true mesh, plus noise.
 """
@@ -20,13 +21,14 @@ from facetwin.camera import Camera, intrinsics
 from facetwin.detect import Face
 from facetwin.frames import linear_to_srgb, srgb_to_linear
 from facetwin.io import Photo
-from facetwin.texture.appearance import SCLERA_ALBEDO_LINEAR
+from facetwin.texture.appearance import INTERREFLECTION_MAX_ALBEDO, SCLERA_ALBEDO_LINEAR
 from facetwin.texture.delight import (
     Sheen,
     occluding_faces,
     render_textured,
     sh_ambient_light,
     sh_directional_light,
+    skin_interreflected,
     sphere_directions,
     vertex_visibility,
     visibility_ratio,
@@ -182,7 +184,9 @@ def make_scene(
     rng = np.random.default_rng(seed)
     vis, dirs = visibility
     normals = vertex_normals(vertices.astype(np.float64), model.faces)
-    ratio = visibility_ratio(normals, vis, dirs, sh_light)
+    # A white head (the irradiance's reference) would light its creases without end: capped as the product does.
+    bounce = np.minimum(np.median(tiles[0][tiles[0].max(axis=2) > 0.0], axis=0), INTERREFLECTION_MAX_ALBEDO)
+    ratio = skin_interreflected(model, visibility_ratio(normals, vis, dirs, sh_light), bounce)
     mats = dict(MATERIAL_ALBEDO)
     mats["M_ScleraLeft"] = mats["M_ScleraRight"] = SCLERA_ALBEDO_LINEAR
     ss = 2

@@ -271,6 +271,9 @@ mark or a hair the other tests have not caught."""
 FOLD_HAIR_MARGIN_MM = 3.0
 """No fold is looked for within this distance of the eyes and brows (their hairs reach past the regions'
 outlines), and the correction fades in over as much again beyond it."""
+INTERREFLECTION_MAX_ALBEDO = 0.8
+"""The brightest skin albedo lighting its own creases: a cheek read brighter (an overexposed photo) would make
+them almost as lit as the open skin."""
 FOLD_LOWER_LID_MARGIN_MM = 1.0
 """The same margin straight below the eyes: the lower lashes are short, and the crease of a smile or of
 tired eyes lies right under them (smiling_woman's dark bands there were left in her map with the whole
@@ -388,6 +391,9 @@ class Appearance:
         fit: the photometrically refined fit.
         vertex_visibility_ratio: (V, 3) float32 light-weighted visibility of each vertex under ``sh_light``
             (:func:`facetwin.texture.delight.visibility_ratio`), for re-rendering.
+        interreflection_albedo_linear: (3,) the albedo of the skin that lights its own creases
+            (:func:`facetwin.texture.delight.interreflected`): the skin's diffuse shading uses the visibility
+            ratio with it, the sheen without.
         sheen: the skin's broad shine under the key light (:class:`facetwin.texture.delight.Sheen`), in the
             photo's linear units (added to the render after its colour rendering), or None for none.
         monotone: the photo is grayscale or sepia (the albedo is gray).
@@ -407,6 +413,7 @@ class Appearance:
     skin: dict
     fit: Fit
     vertex_visibility_ratio: np.ndarray
+    interreflection_albedo_linear: np.ndarray
     monotone: bool
     vivid: float
     sheen: Sheen | None = None
@@ -700,6 +707,7 @@ def _estimate(model, photo, face, fit, points, texture_size, options, exclude) -
         render_textured,
         shading_linear,
         sheen_radiance,
+        skin_interreflected,
         visibility_ratio,
     )
     from facetwin.texture.hair import hair_cover
@@ -868,6 +876,12 @@ def _estimate(model, photo, face, fit, points, texture_size, options, exclude) -
     for t in tiles.values():
         t.albedo = desaturate(t.albedo, wb["vivid"]) / gains
     sh = sh * gains[None, :]
+    # Creases are lit by the skin around them too; the cheeks, open to the sky, give its albedo.
+    bounce = np.zeros(3, np.float32)
+    if cheek.any():
+        bounce = np.clip(np.nan_to_num(np.nanmedian(face_tile.albedo[cheek], axis=0)), 0.0, INTERREFLECTION_MAX_ALBEDO)
+    for t in tiles.values():
+        _take_off_interreflection(model, t, ratio_v, bounce)
     seconds["calibrate"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -959,7 +973,17 @@ def _estimate(model, photo, face, fit, points, texture_size, options, exclude) -
 
     ratio_final = visibility_ratio(normals, phot.visibility, phot.directions, sh)
     radiance, _ = render_textured(
-        model, verts, cam.R, cam.t, view.K, h, w, {0: out[0], 1: out[1]}, sh, ratio_final, overlay_materials()
+        model,
+        verts,
+        cam.R,
+        cam.t,
+        view.K,
+        h,
+        w,
+        {0: out[0], 1: out[1]},
+        sh,
+        skin_interreflected(model, ratio_final, bounce),
+        overlay_materials(),
     )
     shine = render_sheen(model, verts, cam.R, cam.t, view.K, h, w, phot.sheen, ratio_final)
     obs_srgb = linear_to_srgb(view.image_linear)
@@ -994,6 +1018,7 @@ def _estimate(model, photo, face, fit, points, texture_size, options, exclude) -
         skin=skin,
         fit=new_fit,
         vertex_visibility_ratio=ratio_final,
+        interreflection_albedo_linear=bounce.astype(np.float32),
         sheen=phot.sheen,
         monotone=monotone,
         vivid=float(wb["vivid"]),
@@ -1029,7 +1054,7 @@ def render_appearance_overlay(model: HeadModel, appearance: Appearance, image_sr
 
     from facetwin.frames import linear_to_srgb
     from facetwin.render.preview import drawn_box
-    from facetwin.texture.delight import render_sheen, render_textured, shading_linear
+    from facetwin.texture.delight import render_sheen, render_textured, shading_linear, skin_interreflected
 
     img = np.asarray(image_srgb, np.float32)
     if img.ndim != 3 or img.shape[2] != 3:
@@ -1055,7 +1080,7 @@ def render_appearance_overlay(model: HeadModel, appearance: Appearance, image_sr
     radiance, material = render(
         {0: appearance.albedo_uv_linear, 1: appearance.albedo_back_uv_linear},
         appearance.sh_light,
-        appearance.vertex_visibility_ratio,
+        skin_interreflected(model, appearance.vertex_visibility_ratio, appearance.interreflection_albedo_linear),
         overlay_materials(),
     )
     # Where the photo saw skin, shine included, rendered as an albedo under a unit light; it is smooth, so
@@ -2056,6 +2081,18 @@ def _take_off_folds(model: HeadModel, tile: _Tile, reg, skin: dict) -> None:
     fade = _smoothstep(away, margin, 2.0 * margin) * _smoothstep(off_features, 0.0, FOLD_FEATURE_FADE_MM * per_mm)
     shading = np.clip(shading, -FOLD_MAX_LOG, FOLD_MAX_LOG) * fade
     tile.albedo = tile.albedo * np.exp(-shading)[..., None]
+
+
+def _take_off_interreflection(model: HeadModel, tile: _Tile, ratio_v: np.ndarray, bounce: np.ndarray) -> None:
+    """Divide the light that skin of albedo ``bounce`` (3,) reflects into each crease out of a tile's albedo,
+    in place (:func:`facetwin.texture.delight.interreflected`): the unwrap divided by the shading with the
+    plain visibility ratio ``ratio_v`` (V, 3), interpolated across each triangle as it is here."""
+    from facetwin.texture.delight import interreflected
+    from facetwin.texture.uvmap import texel_positions
+
+    ratio = texel_positions(model, np.asarray(ratio_v, np.float32), tile.raster)
+    on = tile.raster.valid
+    tile.albedo[on] *= ratio[on] / np.maximum(interreflected(ratio[on], bounce), 1e-6)
 
 
 def hair_distance(eyes: np.ndarray, brows: np.ndarray, stretch_below: float) -> np.ndarray:
