@@ -153,8 +153,8 @@ def test_known_albedo_per_skin_tone(results, tone, light):
 
 def test_light_the_skin_reflects_into_its_creases_comes_off(model, points, results, monkeypatch):
     """The scenes' creases are lit by the skin around them too (:func:`interreflected`), most on very light
-    skin. Under one-sided light, the albedo's error after one global scale is 0.052 with that light divided
-    out, and 0.064 without."""
+    skin. Under one-sided light, the albedo's error after one global scale is 0.050 with that light divided
+    out, and 0.059 without."""
     from facetwin.texture import appearance
 
     scene, tiles, _, err = results("very_light", "one_sided")
@@ -162,8 +162,8 @@ def test_light_the_skin_reflects_into_its_creases_comes_off(model, points, resul
     kept = _errors(model, tiles, _appearance(model, points, scene.photo, scene.face))
     print(f"\nalbedo error after scale, very light, one-sided light: {err['log_rms_scaled']:.3f} "
           f"(reflected light kept: {kept['log_rms_scaled']:.3f})")
-    assert err["log_rms_scaled"] < 0.056
-    assert err["log_rms_scaled"] < kept["log_rms_scaled"] - 0.008
+    assert err["log_rms_scaled"] < 0.055
+    assert err["log_rms_scaled"] < kept["log_rms_scaled"] - 0.005
 
 
 @pytest.mark.parametrize("light", HARD_LIGHTS)
@@ -983,6 +983,61 @@ def test_white_beard_is_not_in_the_albedo(model, points, photos_dir):
     # was negative, a light darker than none, that the beard's brightness had pulled.
     assert app.metrics["refit_without_hair"]
     assert app.sh_light[0, 0] > 0.0
+
+
+def test_shading_slip_known_answers(model):
+    """A step of 0.5 in the log shading across a 1024 tile: the texels within a millimetre of it (3 texels)
+    read a slip of 0.5, the others 0; on a ramp of 0.02 per texel the slip is the ramp over 3 texels."""
+    from types import SimpleNamespace
+
+    from facetwin.texture.appearance import _shading_slip
+
+    size = 1024
+    uvr = SimpleNamespace(size=size, tile=0)
+    cols = np.tile(np.arange(size), size)
+    idx = np.arange(size * size)
+    got = _shading_slip(model, uvr, idx, np.exp(np.where(cols >= 512, 0.5, 0.0))).reshape(size, size)
+    np.testing.assert_allclose(got[:, 509:515], 0.5, atol=1e-5)
+    assert np.all(got[:, :508] == 0.0) and np.all(got[:, 516:] == 0.0)
+    ramp = _shading_slip(model, uvr, idx, np.exp(0.02 * cols)).reshape(size, size)
+    np.testing.assert_allclose(ramp[100:-100, 100:-100], 0.06, atol=1e-4)
+
+
+def test_nose_wings_are_not_lit_crescents(model, points, photos_dir, monkeypatch):
+    """smiling_woman.png: her smile moves her nose's wings, and the fitted wings are a millimetre or two off.
+    Divided by the fitted wings' shading, the photo's lit wings came out as bright crescents. Texels where the
+    shading within a millimetre differs by more than 0.15-0.3 (log) lose their confidence and are filled:
+    within 8 mm of the wings' landmarks the brightest 1 % of the albedo is 0.005 (log) over the cheeks' median
+    at 1024, against 0.32 when the shading's slip is not looked at."""
+    from facetwin.detect import detect_faces
+    from facetwin.io import read_photo
+    from facetwin.texture import appearance
+    from facetwin.texture.regions import landmark_uv
+    from facetwin.texture.uvmap import tile_cm_per_uv, uv_raster
+
+    size = 1024
+    photo = read_photo(photos_dir / "smiling_woman.png")
+    face = detect_faces(photo.image_srgb).faces[0]
+    fit = fit_face(model, points, photo, face)
+    reg = face_regions(model, size)
+    per_mm = size / (10.0 * tile_cm_per_uv(model, 0))
+    centres = landmark_uv(model)[[31, 35]] * [size, -size] + [0.0, size]
+    yy, xx = np.mgrid[0:size, 0:size] + 0.5
+    wings = uv_raster(model, 0, size).valid & (
+        np.min([(xx - x) ** 2 + (yy - y) ** 2 for x, y in centres], axis=0) < (8.0 * per_mm) ** 2
+    )
+
+    def brightest():
+        app = estimate_appearance(model, photo, face, fit, points=points, texture_size=size)
+        lum = app.albedo_uv_linear.mean(axis=2)
+        return float(np.quantile(np.log(lum[wings] / np.median(lum[reg.cheeks])), 0.99))
+
+    got = brightest()
+    monkeypatch.setattr(appearance, "_shading_slip", lambda model, uvr, idx, lum: np.zeros(idx.size))
+    unchecked = brightest()
+    print(f"\nsmiling_woman's nose wings: brightest 1 % {got:+.3f} over the cheeks ({unchecked:+.3f} unchecked)")
+    assert got < 0.15
+    assert unchecked > got + 0.2
 
 
 def test_warm_stage_light_is_taken_from_the_eyes(model, points, photos_dir):

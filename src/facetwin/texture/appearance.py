@@ -192,6 +192,14 @@ camera at least this much and lit at least this fraction of their median (:func:
 smiling_woman's cheeks turned green where the fitted light was dim and extrapolated."""
 SHADING_MIN_FRACTION = 0.05
 """Texels whose shading is under this fraction of the face's median are in shadow: no confidence."""
+SHADING_SLIP_MM = 1.0
+"""How far the fitted surface may lie from the photo's at a crease the model only roughly has (the nose's
+wings, the nostrils, the mouth's corners, a smile's folds)."""
+SHADING_SLIP_RAMP = (0.15, 0.3)
+"""A texel keeps its confidence while the shading within :data:`SHADING_SLIP_MM` of it differs from its own
+by at most the first log change, and has lost it at the second: there the photo is divided by a shading
+that may belong a millimetre away. smiling_woman's nose wings, lit where the fitted wings are in
+shadow, came out as bright crescents."""
 FRAME_RIM_FACE = 0.1
 """Face sizes: once a frame is found, what lies this near an eye's opening is lens or rim, and the outliers
 and dark lines that reach it are the rest of the frame (:func:`occluder_mask`): a soft frame is only partly
@@ -1453,6 +1461,7 @@ def _unwrap(model, uvr, verts, normals, shade_v, sheen_v, cam, image_linear, cap
     ref = float(np.median(lum[good])) if good.any() else 1.0
     ref = max(ref, 1e-9)
     conf[idx] *= _smoothstep(lum / ref, SHADING_MIN_FRACTION, 2.0 * SHADING_MIN_FRACTION)
+    conf[idx] *= 1.0 - _smoothstep(_shading_slip(model, uvr, idx, lum), *SHADING_SLIP_RAMP)
     dark = np.zeros(s * s, bool)
     dark[idx] = lum < SHADING_FLOOR * ref
     albedo[dark] = np.nan
@@ -1463,6 +1472,26 @@ def _unwrap(model, uvr, verts, normals, shade_v, sheen_v, cam, image_linear, cap
         confidence=np.clip(conf, 0.0, 1.0).reshape(s, s),
         seen=seen.reshape(s, s),
     )
+
+
+def _shading_slip(model, uvr, idx, lum) -> np.ndarray:
+    """(n,) for the tile's texels ``idx`` with shading ``lum``: the largest log change of the shading within
+    :data:`SHADING_SLIP_MM` on the tile (a disc of the tile's mean scale), up or down."""
+    import cv2
+
+    from facetwin.texture.uvmap import tile_cm_per_uv
+
+    s = uvr.size
+    log_s = np.log(np.maximum(lum, 1e-9)).astype(np.float32)
+    r = max(round(SHADING_SLIP_MM * s / (10.0 * tile_cm_per_uv(model, uvr.tile))), 1)
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+    # Texels off the surface neither raise the maximum nor lower the minimum.
+    low = np.full(s * s, -1e9, np.float32)
+    high = np.full(s * s, 1e9, np.float32)
+    low[idx] = high[idx] = log_s
+    up = cv2.dilate(low.reshape(s, s), disc).ravel()[idx] - log_s
+    down = log_s - cv2.erode(high.reshape(s, s), disc).ravel()[idx]
+    return np.maximum(up, down)
 
 
 def _sclera_samples(
