@@ -2125,13 +2125,14 @@ def _take_off_folds(model: HeadModel, tile: _Tile, reg, skin: dict) -> None:
 def _take_off_interreflection(model: HeadModel, tile: _Tile, ratio_v: np.ndarray, bounce: np.ndarray) -> None:
     """Divide the light that skin of albedo ``bounce`` (3,) reflects into each crease out of a tile's albedo,
     in place (:func:`facetwin.texture.delight.interreflected`): the unwrap divided by the shading with the
-    plain visibility ratio ``ratio_v`` (V, 3), interpolated across each triangle as it is here."""
-    from facetwin.texture.delight import interreflected
+    plain visibility ratio ``ratio_v`` (V, 3), interpolated across each triangle as it is here. Dividing by
+    the interreflected ratio over the plain one, ``1 / (1 - rho (1 - V))``, is multiplying by its inverse,
+    which is linear in ``V``: it is interpolated as ``V`` is."""
     from facetwin.texture.uvmap import texel_positions
 
-    ratio = texel_positions(model, np.asarray(ratio_v, np.float32), tile.raster)
-    on = tile.raster.valid
-    tile.albedo[on] *= ratio[on] / np.maximum(interreflected(ratio[on], bounce), 1e-6)
+    rho = np.asarray(bounce, np.float32)
+    factor = (1.0 - rho) + rho * np.asarray(ratio_v, np.float32)
+    tile.albedo *= np.nan_to_num(texel_positions(model, factor, tile.raster), nan=1.0)
 
 
 def hair_distance(eyes: np.ndarray, brows: np.ndarray, stretch_below: float) -> np.ndarray:
