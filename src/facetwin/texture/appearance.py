@@ -1416,6 +1416,7 @@ def _unwrap(model, uvr, verts, normals, shade_v, sheen_v, cam, image_linear, cap
     the light), and the texel's confidence falls (:data:`SHEEN_OF_PHOTO`). Where the shading changes fast
     (:func:`_shading_slip`) the tile's ``steady`` falls, for the confidence once the hair is found.
     """
+    from facetwin.texture.complete import weighted_blur
     from facetwin.texture.delight import SHADING_FLOOR
 
     s = uvr.size
@@ -1471,6 +1472,9 @@ def _unwrap(model, uvr, verts, normals, shade_v, sheen_v, cam, image_linear, cap
     conf[idx] *= _smoothstep(lum / ref, SHADING_MIN_FRACTION, 2.0 * SHADING_MIN_FRACTION)
     steady = np.ones(s * s, np.float32)
     steady[idx] = 1.0 - _smoothstep(_shading_slip(model, uvr, idx, lum), *SHADING_SLIP_RAMP)
+    # The slip is a millimetre either way, and so is where the confidence falls: without the blur the
+    # disc's plateaus cut small holes with hard edges, which a 4096 fill showed as blobs at the mouth's corners.
+    steady = weighted_blur(steady.reshape(s, s), uvr.valid, 0.5 * _slip_texels(model, uvr)).ravel()
     dark = np.zeros(s * s, bool)
     dark[idx] = lum < SHADING_FLOOR * ref
     albedo[dark] = np.nan
@@ -1484,16 +1488,21 @@ def _unwrap(model, uvr, verts, normals, shade_v, sheen_v, cam, image_linear, cap
     )
 
 
+def _slip_texels(model, uvr) -> float:
+    """:data:`SHADING_SLIP_MM` in texels of the tile (at its mean scale)."""
+    from facetwin.texture.uvmap import tile_cm_per_uv
+
+    return SHADING_SLIP_MM * uvr.size / (10.0 * tile_cm_per_uv(model, uvr.tile))
+
+
 def _shading_slip(model, uvr, idx, lum) -> np.ndarray:
     """(n,) for the tile's texels ``idx`` with shading ``lum``: the largest log change of the shading within
     :data:`SHADING_SLIP_MM` on the tile (a disc of the tile's mean scale), up or down."""
     import cv2
 
-    from facetwin.texture.uvmap import tile_cm_per_uv
-
     s = uvr.size
     log_s = np.log(np.maximum(lum, 1e-9)).astype(np.float32)
-    r = max(round(SHADING_SLIP_MM * s / (10.0 * tile_cm_per_uv(model, uvr.tile))), 1)
+    r = max(round(_slip_texels(model, uvr)), 1)
     disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
     # Texels off the surface neither raise the maximum nor lower the minimum.
     low = np.full(s * s, -1e9, np.float32)
