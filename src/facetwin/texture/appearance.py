@@ -200,6 +200,17 @@ SHADING_SLIP_RAMP = (0.15, 0.3)
 by at most the first log change, and has lost it at the second: there the photo is divided by a shading
 that may belong a millimetre away. smiling_woman's nose wings, lit where the fitted wings are in
 shadow, came out as bright crescents."""
+CREASE_REACH_MM = 3.0
+"""How far a spot far darker or brighter than the skin may lie from a crease of the fitted surface (shading
+that changes by :data:`SHADING_SLIP_RAMP` within this) and still be taken for that crease's shading seen
+beside it: smiling_woman's nostril openings, seen 1-2 mm outside the fitted ones, came out as dark dots on
+her nose wings, and luciano's lit nostril rims, over the fitted openings' shadow, as bright pink ones."""
+CREASE_CONTRAST_RAMP = (0.4, 0.8)
+"""Near a crease (:data:`CREASE_REACH_MM`), a texel keeps its confidence while its delighted luminance is
+at most the first natural-log step off the skin around it (:data:`CREASE_REFERENCE_MM`), up or down, and
+has lost it at the second. Freckles are some 0.2-0.5 below the skin; a nostril's opening 1.5-2."""
+CREASE_REFERENCE_MM = 3.0
+"""Gaussian scale of the skin around a texel that its luminance is measured against."""
 FRAME_RIM_FACE = 0.1
 """Face sizes: once a frame is found, what lies this near an eye's opening is lens or rim, and the outliers
 and dark lines that reach it are the rest of the frame (:func:`occluder_mask`): a soft frame is only partly
@@ -931,8 +942,9 @@ def _estimate(model, photo, face, fit, points, texture_size, options, exclude) -
     # Where the shading may belong a millimetre away the photo is not read as albedo. Only now: the hair
     # step judges texture on every texel it sees (frederick_douglass_1879's beard, with these left out
     # before it, was found on 38 % of its region instead of 45 %, and the light refitted without it differed).
-    for t in tiles.values():
-        t.confidence *= t.steady
+    for tile, t in tiles.items():
+        dark_by_nature = reg.eyes | reg.brows | reg.lips | reg.lids if tile == 0 else None
+        t.confidence *= t.steady * _crease_shadows(model, t, dark_by_nature)
 
     t0 = time.perf_counter()
     plain = (face_tile.confidence > 0.5) & ~reg.features
@@ -1141,6 +1153,7 @@ class _Tile:
     confidence: np.ndarray  # (S, S) float32
     seen: np.ndarray  # (S, S) bool texel projects onto the photo and is visible
     steady: np.ndarray  # (S, S) float32 in [0, 1], how little the shading changes within a slip
+    near_crease: np.ndarray  # (S, S) float32 in [0, 1], how much the shading changes within CREASE_REACH_MM
 
 
 @dataclass(frozen=True)
@@ -1475,6 +1488,8 @@ def _unwrap(model, uvr, verts, normals, shade_v, sheen_v, cam, image_linear, cap
     # The slip is a millimetre either way, and so is where the confidence falls: without the blur the
     # disc's plateaus cut small holes with hard edges, which a 4096 fill showed as blobs at the mouth's corners.
     steady = weighted_blur(steady.reshape(s, s), uvr.valid, 0.5 * _slip_texels(model, uvr)).ravel()
+    near_crease = np.zeros(s * s, np.float32)
+    near_crease[idx] = _smoothstep(_shading_slip(model, uvr, idx, lum, CREASE_REACH_MM), *SHADING_SLIP_RAMP)
     dark = np.zeros(s * s, bool)
     dark[idx] = lum < SHADING_FLOOR * ref
     albedo[dark] = np.nan
@@ -1485,7 +1500,37 @@ def _unwrap(model, uvr, verts, normals, shade_v, sheen_v, cam, image_linear, cap
         confidence=np.clip(conf, 0.0, 1.0).reshape(s, s),
         seen=seen.reshape(s, s),
         steady=steady.reshape(s, s),
+        near_crease=near_crease.reshape(s, s),
     )
+
+
+def _crease_shadows(model, t: _Tile, dark_by_nature) -> np.ndarray:
+    """(S, S) float32 in [0, 1]: 0 on texels of the tile ``t`` that hold a crease's shading seen beside the
+    fitted crease, 1 elsewhere: near a crease (``t.near_crease``) and far darker or brighter than the skin
+    around them (:data:`CREASE_CONTRAST_RAMP`). ``dark_by_nature`` (S, S) bool, or None: texels left as
+    they are (lips, brows, lashes, and the lids where eye shadow is worn); the nostrils' region is not among
+    them, its openings are shadow."""
+    import cv2
+
+    from facetwin.texture.complete import weighted_blur
+
+    luma = np.nan_to_num(t.albedo) @ np.array([0.2126, 0.7152, 0.0722], np.float32)
+    log = np.log(np.maximum(luma, 1e-4))
+    # The skin around a texel, without the features dark by nature: beside the lips, skin would read bright.
+    weight = np.where(np.isfinite(t.albedo[..., 0]), t.confidence, 0.0).astype(np.float32)
+    if dark_by_nature is not None:
+        weight[dark_by_nature] = 0.0
+    sigma = CREASE_REFERENCE_MM * _slip_texels(model, t.raster) / SHADING_SLIP_MM
+    off = np.abs(weighted_blur(log, weight, sigma) - log)
+    keep = (1.0 - _smoothstep(off, *CREASE_CONTRAST_RAMP) * t.near_crease).astype(np.float32)
+    if dark_by_nature is not None:
+        keep[dark_by_nature] = 1.0
+    # The spot's rim is the same error, fainter: half a slip of it goes too.
+    r = max(round(0.5 * _slip_texels(model, t.raster)), 1)
+    keep = cv2.erode(keep, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
+    if dark_by_nature is not None:
+        keep[dark_by_nature] = 1.0
+    return keep
 
 
 def _slip_texels(model, uvr) -> float:
@@ -1495,22 +1540,36 @@ def _slip_texels(model, uvr) -> float:
     return SHADING_SLIP_MM * uvr.size / (10.0 * tile_cm_per_uv(model, uvr.tile))
 
 
-def _shading_slip(model, uvr, idx, lum) -> np.ndarray:
+def _shading_slip(model, uvr, idx, lum, radius_mm: float = SHADING_SLIP_MM) -> np.ndarray:
     """(n,) for the tile's texels ``idx`` with shading ``lum``: the largest log change of the shading within
-    :data:`SHADING_SLIP_MM` on the tile (a disc of the tile's mean scale), up or down."""
+    ``radius_mm`` on the tile (a disc of the tile's mean scale), up or down.
+
+    Discs wider than 16 texels are taken on blocks of the tile (the block's extremes, a disc of blocks), so
+    the cost does not grow with the radius; the disc is then up to a block wider than asked.
+    """
     import cv2
 
     s = uvr.size
     log_s = np.log(np.maximum(lum, 1e-9)).astype(np.float32)
-    r = max(round(_slip_texels(model, uvr)), 1)
-    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+    r = max(round(radius_mm * _slip_texels(model, uvr) / SHADING_SLIP_MM), 1)
     # Texels off the surface neither raise the maximum nor lower the minimum.
     low = np.full(s * s, -1e9, np.float32)
     high = np.full(s * s, 1e9, np.float32)
     low[idx] = high[idx] = log_s
-    up = cv2.dilate(low.reshape(s, s), disc).ravel()[idx] - log_s
-    down = log_s - cv2.erode(high.reshape(s, s), disc).ravel()[idx]
-    return np.maximum(up, down)
+    low, high = low.reshape(s, s), high.reshape(s, s)
+    k = max(r // 16, 1)
+    if k > 1:
+        n = -(-s // k)
+        pad = ((0, n * k - s), (0, n * k - s))
+        low = np.pad(low, pad, constant_values=-1e9).reshape(n, k, n, k).max(axis=(1, 3))
+        high = np.pad(high, pad, constant_values=1e9).reshape(n, k, n, k).min(axis=(1, 3))
+        r = -(-r // k)
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+    top, bottom = cv2.dilate(low, disc), cv2.erode(high, disc)
+    if k > 1:
+        top = np.repeat(np.repeat(top, k, axis=0), k, axis=1)[:s, :s]
+        bottom = np.repeat(np.repeat(bottom, k, axis=0), k, axis=1)[:s, :s]
+    return np.maximum(top.ravel()[idx] - log_s, log_s - bottom.ravel()[idx])
 
 
 def _sclera_samples(

@@ -12,6 +12,7 @@ Region widths are fractions of the tile side; on the ICT face tile one unit of `
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass
 
@@ -44,6 +45,8 @@ _LIPS = tuple(range(48, 60))
 _NOSTRILS = (31, 32, 33, 34, 35)
 # Subject's right cheek (image left): jaw 1-4, mouth corner 48, nose wing 31, lower lid 39-41 and corner 36.
 _CHEEKS = ((1, 2, 3, 4, 48, 31, 39, 40, 41, 36), (15, 14, 13, 12, 54, 35, 42, 47, 46, 45))
+# Each brow, outer to inner end, then its eye's upper lid from the inner corner to the outer one.
+_LIDS = ((17, 18, 19, 20, 21, 39, 38, 37, 36), (26, 25, 24, 23, 22, 42, 43, 44, 45))
 # Jaw 1-15 (from below one ear to below the other), then the nose's base 35-31.
 _BEARD = tuple(range(1, 16)) + (35, 34, 33, 32, 31)
 
@@ -63,6 +66,8 @@ class FaceRegions:
         beard: where beards and moustaches grow: below the nose's base and a line from it to the jaw
             below the ears (landmarks 1 and 15), down past the jaw line (:data:`BEARD_BELOW_JAW_UV`),
             features left out.
+        lids: the upper lids and the skin up to the brows, features left out: skin, but where eye shadow
+            (make-up) is worn, so a dark patch there may be colour rather than shading.
     """
 
     eyes: np.ndarray
@@ -72,6 +77,7 @@ class FaceRegions:
     cheeks: np.ndarray
     core: np.ndarray
     beard: np.ndarray
+    lids: np.ndarray
 
     @property
     def features(self) -> np.ndarray:
@@ -115,7 +121,7 @@ def _upsampled(sha: str, size: int, key: _Key) -> FaceRegions:
 
     small = _face_regions(sha, DRAW_MAX_SIZE, key)
     masks = []
-    for m in (small.eyes, small.brows, small.lips, small.nostrils, small.cheeks, small.core, small.beard):
+    for m in (getattr(small, f.name) for f in dataclasses.fields(small)):
         big = cv2.resize(m.astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST).astype(bool)
         big.setflags(write=False)
         masks.append(big)
@@ -171,7 +177,8 @@ def _face_regions(sha: str, size: int, key: _Key) -> FaceRegions:
     core = np.zeros((size, size), np.uint8)
     cv2.fillPoly(core, [np.round((core_pts - 0.5) * 256).astype(np.int32)], 1, shift=8)
     beard = widen(poly(_BEARD), BEARD_BELOW_JAW_UV)
-    masks = [m.astype(bool) for m in (eyes, brows, lips, nostrils, cheeks, core, beard)]
+    lids = widen(poly(_LIDS[0]) | poly(_LIDS[1]), EYE_MARGIN_UV)
+    masks = [m.astype(bool) for m in (eyes, brows, lips, nostrils, cheeks, core, beard, lids)]
     features = masks[0] | masks[1] | masks[2] | masks[3]
     for m in masks[4:]:
         m &= ~features
