@@ -321,8 +321,8 @@ are a large share of their own texels, and speckled the confidence."""
 MIN_CHEEK_TEXELS = 50
 SHINE_FADE_UV = 0.018
 """Distance from the eyes, lips and brows (a fraction of the tile, about 3.5 mm on the face) over which the
-shine removal fades in: the regions are drawn coarse (:data:`facetwin.texture.regions.DRAW_MAX_SIZE`), and
-a hard edge of the treatment is a staircase seam in the texture."""
+shine removal fades in: the regions are coarse by nature, and a hard edge of the treatment is a seam in the
+texture."""
 CHROMA_PLAUSIBLE = 0.25
 CHROMA_IMPLAUSIBLE = 0.45
 """Log-chromaticity distance from the skin tone (norm over the zero-mean log channels) at which a texel's
@@ -2129,7 +2129,8 @@ def _take_off_shine(albedo: np.ndarray, confidence: np.ndarray, reg) -> tuple[np
     """The face tile without its shine (:func:`facetwin.texture.delight.remove_specular`) on the skin.
 
     The eyes, lips and brows keep theirs (their colour is not the skin's, the dichromatic split would take
-    it for shine), and the removal fades to nothing at their edges (:data:`SHINE_FADE_UV`).
+    it for shine), and the removal fades to nothing at their edges (:data:`SHINE_FADE_UV`); the confidence
+    lost to the shine (below) goes on across their edges and fades over the same distance inside them.
 
     Args:
         albedo: (S, S, 3) delighted, white-balanced face tile (NaN where unseen).
@@ -2159,8 +2160,19 @@ def _take_off_shine(albedo: np.ndarray, confidence: np.ndarray, reg) -> tuple[np
     # The share over a neighbourhood: the glints of single pores come off cleanly and keep their texels.
     sigma = SHINE_SHARE_SMOOTH_UV * size
     share = weighted_blur(share, treat, sigma)
-    conf[treat] *= np.clip(1.0 - share[treat] / SHINE_CONFIDENCE, 0.0, 1.0)
-    return out, conf, float(spec[treat].mean()) if treat.any() else 0.0
+    keep = np.ones(conf.shape, np.float32)
+    keep[treat] = np.clip(1.0 - share[treat] / SHINE_CONFIDENCE, 0.0, 1.0)
+    # The loss goes on into the eyes, lips and brows and fades there as the removal fades on the skin: a step
+    # at their outlines was a seam in the fill (a straight edge along smiling_woman's upper lip at 4096).
+    # Each texel of theirs takes the loss of the nearest skin texel (the label of a zero pixel of the
+    # transform's input, numbered in scan order).
+    into, nearest = cv2.distanceTransformWithLabels(
+        (~skin_only).astype(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL
+    )
+    rim = ~skin_only & (conf > 0.0) & (into < SHINE_FADE_UV * size)
+    lost = 1.0 - keep.ravel()[np.flatnonzero(skin_only.ravel())[nearest[rim] - 1]]
+    keep[rim] = 1.0 - lost * (1.0 - _smoothstep(into[rim], 0.0, SHINE_FADE_UV * size))
+    return out, conf * keep, float(spec[treat].mean()) if treat.any() else 0.0
 
 
 def _take_off_folds(model: HeadModel, tile: _Tile, reg, skin: dict) -> None:

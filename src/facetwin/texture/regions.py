@@ -12,7 +12,6 @@ Region widths are fractions of the tile side; on the ICT face tile one unit of `
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from dataclasses import dataclass
 
@@ -35,9 +34,6 @@ CORE_LIFT = 0.8
 """The core region reaches this many brow-to-eye distances above the brows (the lower forehead)."""
 BEARD_BELOW_JAW_UV = 0.02
 """The beard region reaches this far past the jaw line (about 4 mm): beards go on under the chin."""
-
-DRAW_MAX_SIZE = 512
-"""Regions of larger tiles are drawn at this size and enlarged: the regions are coarse by nature."""
 
 _EYES = ((36, 37, 38, 39, 40, 41), (42, 43, 44, 45, 46, 47))
 _BROWS = ((17, 18, 19, 20, 21), (22, 23, 24, 25, 26))
@@ -109,23 +105,7 @@ def face_regions(model: HeadModel, size: int) -> FaceRegions:
     """
     if int(size) != size or size < 8:
         raise ValueError(f"size: expected an integer >= 8, got {size!r}")
-    if size <= DRAW_MAX_SIZE:
-        return _face_regions(model.source_sha256, int(size), _Key(model))
-    return _upsampled(model.source_sha256, int(size), _Key(model))
-
-
-@functools.lru_cache(maxsize=2)
-def _upsampled(sha: str, size: int, key: _Key) -> FaceRegions:
-    """Regions drawn at :data:`DRAW_MAX_SIZE` and enlarged (nearest): widening by large discs is slow."""
-    import cv2
-
-    small = _face_regions(sha, DRAW_MAX_SIZE, key)
-    masks = []
-    for m in (getattr(small, f.name) for f in dataclasses.fields(small)):
-        big = cv2.resize(m.astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST).astype(bool)
-        big.setflags(write=False)
-        masks.append(big)
-    return FaceRegions(*masks)
+    return _face_regions(model.source_sha256, int(size), _Key(model))
 
 
 class _Key:
@@ -158,9 +138,20 @@ def _face_regions(sha: str, size: int, key: _Key) -> FaceRegions:
         return mask
 
     def widen(mask: np.ndarray, margin_uv: float) -> np.ndarray:
-        r = max(round(margin_uv * size), 1)
-        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
-        return cv2.dilate(mask, kernel)
+        # Texels within the margin of the mask, by an exact Euclidean distance transform: its cost does not
+        # grow with the margin, so every size is drawn at its own resolution (drawn at 512 and enlarged, the
+        # regions' edges were stairs of 8 texels at 4096, which the features' confidence steps showed).
+        r = max(margin_uv * size, 1.0)
+        rows, cols = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
+        out = np.zeros_like(mask)
+        if rows.size:
+            # Only the mask's box and the margin around it: the features are small on the tile.
+            y0, x0 = max(rows[0] - int(r) - 1, 0), max(cols[0] - int(r) - 1, 0)
+            y1, x1 = rows[-1] + int(r) + 2, cols[-1] + int(r) + 2
+            box = (mask[y0:y1, x0:x1] == 0).astype(np.uint8)
+            far = cv2.distanceTransform(box, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+            out[y0:y1, x0:x1] = far <= r
+        return out
 
     eyes = widen(poly(_EYES[0]) | poly(_EYES[1]), EYE_MARGIN_UV)
     brows = np.zeros((size, size), np.uint8)
