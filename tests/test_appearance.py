@@ -1037,7 +1037,7 @@ def test_nose_wings_are_not_lit_crescents(model, points, photos_dir, monkeypatch
         return float(np.quantile(log, 0.002)), float(np.quantile(log, 0.99))
 
     darkest, brightest = extremes()
-    monkeypatch.setattr(appearance, "_crease_shadows", lambda model, t, nature: np.ones_like(t.confidence))
+    monkeypatch.setattr(appearance, "_crease_shadows", lambda model, t, *masks: np.ones_like(t.confidence))
     spotted, _ = extremes()
     monkeypatch.setattr(appearance, "_shading_slip", lambda model, uvr, idx, lum, mm=1.0: np.zeros(idx.size))
     _, unchecked = extremes()
@@ -1291,9 +1291,9 @@ def test_fold_under_the_lower_lid_comes_off(model):
 
 def test_crease_shadows_known_answers(model, world):
     """A dark spot (-1.5 log, 1 mm across) 1-3 mm from the nostril's fitted opening is its shadow, seen
-    beside the fitted crease, and loses its confidence; the same spot on the cheek, far from any crease, is a
-    mole and keeps it, as does a freckle (-0.3) beside the nostril; the lips (a third as light as the skin)
-    keep theirs, and so does the skin beside them."""
+    beside the fitted crease, and loses its confidence, as does one on the lips at the mouth's corner; the
+    same spot on the cheek, far from any crease, is a mole and keeps it, as does a freckle (-0.3) beside the
+    nostril; the lips (a third as light as the skin) keep theirs, and so does the skin beside them."""
     from types import SimpleNamespace
 
     from facetwin.render.shade import vertex_normals
@@ -1318,23 +1318,24 @@ def test_crease_shadows_known_answers(model, world):
     near = near.reshape(size, size)
 
     reg = face_regions(model, size)
-    dark_by_nature = reg.eyes | reg.brows | reg.lips | reg.lids
+    exempt = reg.eyes | reg.brows | reg.lids
     per_mm = size / (10.0 * tile_cm_per_uv(model, 0))
     yy, xx = np.mgrid[0:size, 0:size] + 0.5
     lm = landmark_uv(model) * [size, -size] + [0.0, size]
 
-    def spot_beside(landmark):
+    def spot_beside(landmark, where):
         d = np.hypot(xx - lm[landmark, 0], yy - lm[landmark, 1]) / per_mm
-        ok = (near > 0.99) & ~dark_by_nature & (d > 1.0) & (d < 3.0)
+        ok = (near > 0.99) & where & (d > 1.0) & (d < 3.0)
         i = np.flatnonzero(ok.ravel())[np.argmin(d.ravel()[ok.ravel()])]
         return divmod(int(i), size)
 
     labels = cv2.connectedComponents(reg.cheeks.astype(np.uint8))[1]
     cheek = tuple(np.round(np.argwhere(labels == 1).mean(axis=0)).astype(int))
-    nostril, freckle = spot_beside(35), spot_beside(31)
+    skin = ~(exempt | reg.lips)
+    nostril, freckle, corner = spot_beside(35, skin), spot_beside(31, skin), spot_beside(54, reg.lips)
     assert near[cheek] < 0.01
     darkening = np.zeros((size, size))
-    for (r, c), depth in ((nostril, 1.5), (cheek, 1.5), (freckle, 0.3)):
+    for (r, c), depth in ((nostril, 1.5), (cheek, 1.5), (freckle, 0.3), (corner, 1.5)):
         d2 = (yy - 0.5 - r) ** 2 + (xx - 0.5 - c) ** 2
         darkening += depth * np.exp(-d2 / (2.0 * (0.5 * per_mm) ** 2))
     albedo = skin_albedo_linear(0.06, 0.015) * np.exp(-darkening)[..., None]
@@ -1342,15 +1343,19 @@ def test_crease_shadows_known_answers(model, world):
     albedo = np.where(uvr.valid[..., None], albedo, np.nan).astype(np.float32)
     seen = uvr.valid.astype(np.float32)
     tile = SimpleNamespace(raster=uvr, albedo=albedo, confidence=seen, near_crease=near)
-    keep = _crease_shadows(model, tile, dark_by_nature)
-    print(f"\nkept: nostril shadow {keep[nostril]:.3f}, mole {keep[cheek]:.3f}, freckle {keep[freckle]:.3f}")
-    assert keep[nostril] < 0.05
+    keep = _crease_shadows(model, tile, exempt, reg.lips)
+    print(
+        f"\nkept: nostril's shadow {keep[nostril]:.3f}, mouth corner's {keep[corner]:.3f}, "
+        f"mole {keep[cheek]:.3f}, freckle {keep[freckle]:.3f}"
+    )
+    assert keep[nostril] < 0.05 and keep[corner] < 0.05
     assert keep[cheek] > 0.99 and keep[freckle] > 0.95
     # The skin's reference leaves the dark lips out, so the skin beside them does not read as bright.
     r = round(per_mm)
     ring = cv2.dilate(reg.lips.astype(np.uint8), np.ones((2 * r + 1, 2 * r + 1))).astype(bool)
-    ring &= ~dark_by_nature
-    assert keep[reg.lips].min() == 1.0 and keep[ring & uvr.valid].min() > 0.95
+    ring &= skin
+    far_from_corner = np.hypot(yy - 0.5 - corner[0], xx - 0.5 - corner[1]) > 3.0 * per_mm
+    assert keep[reg.lips & far_from_corner].min() == 1.0 and keep[ring & uvr.valid].min() > 0.95
 
 
 def test_residual_shading_known_answers():

@@ -204,7 +204,8 @@ CREASE_REACH_MM = 3.0
 """How far a spot far darker or brighter than the skin may lie from a crease of the fitted surface (shading
 that changes by :data:`SHADING_SLIP_RAMP` within this) and still be taken for that crease's shading seen
 beside it: smiling_woman's nostril openings, seen 1-2 mm outside the fitted ones, came out as dark dots on
-her nose wings, and luciano's lit nostril rims, over the fitted openings' shadow, as bright pink ones."""
+her nose wings, luciano's lit nostril rims, over the fitted openings' shadow, as bright pink ones, and the
+shadow in smiling_woman's mouth corners as dark blobs on her lips (measured there against the lips)."""
 CREASE_CONTRAST_RAMP = (0.4, 0.8)
 """Near a crease (:data:`CREASE_REACH_MM`), a texel keeps its confidence while its delighted luminance is
 at most the first natural-log step off the skin around it (:data:`CREASE_REFERENCE_MM`), up or down, and
@@ -943,8 +944,10 @@ def _estimate(model, photo, face, fit, points, texture_size, options, exclude) -
     # step judges texture on every texel it sees (frederick_douglass_1879's beard, with these left out
     # before it, was found on 38 % of its region instead of 45 %, and the light refitted without it differed).
     for tile, t in tiles.items():
-        dark_by_nature = reg.eyes | reg.brows | reg.lips | reg.lids if tile == 0 else None
-        t.confidence *= t.steady * _crease_shadows(model, t, dark_by_nature)
+        if tile == 0:
+            t.confidence *= t.steady * _crease_shadows(model, t, reg.eyes | reg.brows | reg.lids, reg.lips)
+        else:
+            t.confidence *= t.steady * _crease_shadows(model, t)
 
     t0 = time.perf_counter()
     plain = (face_tile.confidence > 0.5) & ~reg.features
@@ -1504,32 +1507,45 @@ def _unwrap(model, uvr, verts, normals, shade_v, sheen_v, cam, image_linear, cap
     )
 
 
-def _crease_shadows(model, t: _Tile, dark_by_nature) -> np.ndarray:
+def _crease_shadows(model, t: _Tile, exempt=None, own=None) -> np.ndarray:
     """(S, S) float32 in [0, 1]: 0 on texels of the tile ``t`` that hold a crease's shading seen beside the
     fitted crease, 1 elsewhere: near a crease (``t.near_crease``) and far darker or brighter than the skin
-    around them (:data:`CREASE_CONTRAST_RAMP`). ``dark_by_nature`` (S, S) bool, or None: texels left as
-    they are (lips, brows, lashes, and the lids where eye shadow is worn); the nostrils' region is not among
-    them, its openings are shadow."""
+    around them (:data:`CREASE_CONTRAST_RAMP`).
+
+    Args:
+        model: the head model.
+        t: the tile.
+        exempt: (S, S) bool, or None: texels left as they are (eyes, brows, and the lids where eye shadow is
+            worn). The nostrils' region is not among them: its openings are shadow.
+        own: (S, S) bool, or None: a feature of its own colour (the lips), measured against itself and only
+            for spots darker than it (the shadow in a smiling mouth's corners): the skin of its margin is
+            brighter than it by nature.
+    """
     import cv2
 
     from facetwin.texture.complete import weighted_blur
 
     luma = np.nan_to_num(t.albedo) @ np.array([0.2126, 0.7152, 0.0722], np.float32)
     log = np.log(np.maximum(luma, 1e-4))
-    # The skin around a texel, without the features dark by nature: beside the lips, skin would read bright.
     weight = np.where(np.isfinite(t.albedo[..., 0]), t.confidence, 0.0).astype(np.float32)
-    if dark_by_nature is not None:
-        weight[dark_by_nature] = 0.0
     sigma = CREASE_REFERENCE_MM * _slip_texels(model, t.raster) / SHADING_SLIP_MM
-    off = np.abs(weighted_blur(log, weight, sigma) - log)
+    apart = np.zeros(weight.shape, bool)
+    for m in (exempt, own):
+        if m is not None:
+            apart |= m
+    # The skin around a texel, without the features: beside the lips, skin would read bright.
+    off = np.abs(weighted_blur(log, np.where(apart, 0.0, weight), sigma) - log)
+    if own is not None:
+        darker = weighted_blur(log, np.where(own, weight, 0.0), sigma) - log
+        off = np.where(own, np.maximum(darker, 0.0), off)
     keep = (1.0 - _smoothstep(off, *CREASE_CONTRAST_RAMP) * t.near_crease).astype(np.float32)
-    if dark_by_nature is not None:
-        keep[dark_by_nature] = 1.0
+    if exempt is not None:
+        keep[exempt] = 1.0
     # The spot's rim is the same error, fainter: half a slip of it goes too.
     r = max(round(0.5 * _slip_texels(model, t.raster)), 1)
     keep = cv2.erode(keep, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
-    if dark_by_nature is not None:
-        keep[dark_by_nature] = 1.0
+    if exempt is not None:
+        keep[exempt] = 1.0
     return keep
 
 
