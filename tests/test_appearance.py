@@ -1291,9 +1291,10 @@ def test_fold_under_the_lower_lid_comes_off(model):
 
 def test_crease_shadows_known_answers(model, world):
     """A dark spot (-1.5 log, 1 mm across) 1-3 mm from the nostril's fitted opening is its shadow, seen
-    beside the fitted crease, and loses its confidence, as does one on the lips at the mouth's corner; the
-    same spot on the cheek, far from any crease, is a mole and keeps it, as does a freckle (-0.3) beside the
-    nostril; the lips (a third as light as the skin) keep theirs, and so does the skin beside them."""
+    beside the fitted crease, and loses its confidence, as do one on the lips at the mouth's corner and a
+    bright one (+0.45, a lit rim) beside the other nostril; the dark spot on the cheek, far from any crease,
+    is a mole and keeps it, as does a freckle (-0.3) beside a nostril; the lips (a third as light as the
+    skin) keep theirs, and so does the skin beside them."""
     from types import SimpleNamespace
 
     from facetwin.render.shade import vertex_normals
@@ -1333,9 +1334,10 @@ def test_crease_shadows_known_answers(model, world):
     cheek = tuple(np.round(np.argwhere(labels == 1).mean(axis=0)).astype(int))
     skin = ~(exempt | reg.lips)
     nostril, freckle, corner = spot_beside(35, skin), spot_beside(31, skin), spot_beside(54, reg.lips)
+    rim = spot_beside(33, skin & (np.hypot(yy - 0.5 - freckle[0], xx - 0.5 - freckle[1]) > 3.0 * per_mm))
     assert near[cheek] < 0.01
     darkening = np.zeros((size, size))
-    for (r, c), depth in ((nostril, 1.5), (cheek, 1.5), (freckle, 0.3), (corner, 1.5)):
+    for (r, c), depth in ((nostril, 1.5), (cheek, 1.5), (freckle, 0.3), (corner, 1.5), (rim, -0.45)):
         d2 = (yy - 0.5 - r) ** 2 + (xx - 0.5 - c) ** 2
         darkening += depth * np.exp(-d2 / (2.0 * (0.5 * per_mm) ** 2))
     albedo = skin_albedo_linear(0.06, 0.015) * np.exp(-darkening)[..., None]
@@ -1345,10 +1347,10 @@ def test_crease_shadows_known_answers(model, world):
     tile = SimpleNamespace(raster=uvr, albedo=albedo, confidence=seen, near_crease=near)
     keep = _crease_shadows(model, tile, exempt, reg.lips)
     print(
-        f"\nkept: nostril's shadow {keep[nostril]:.3f}, mouth corner's {keep[corner]:.3f}, "
-        f"mole {keep[cheek]:.3f}, freckle {keep[freckle]:.3f}"
+        f"\nkept: nostril's shadow {keep[nostril]:.3f}, mouth corner's {keep[corner]:.3f}, lit rim"
+        f" {keep[rim]:.3f}, mole {keep[cheek]:.3f}, freckle {keep[freckle]:.3f}"
     )
-    assert keep[nostril] < 0.05 and keep[corner] < 0.05
+    assert keep[nostril] < 0.05 and keep[corner] < 0.05 and keep[rim] < 0.05
     assert keep[cheek] > 0.99 and keep[freckle] > 0.95
     # The skin's reference leaves the dark lips out, so the skin beside them does not read as bright.
     r = round(per_mm)

@@ -206,10 +206,13 @@ that changes by :data:`SHADING_SLIP_RAMP` within this) and still be taken for th
 beside it: smiling_woman's nostril openings, seen 1-2 mm outside the fitted ones, came out as dark dots on
 her nose wings, luciano's lit nostril rims, over the fitted openings' shadow, as bright pink ones, and the
 shadow in smiling_woman's mouth corners as dark blobs on her lips (measured there against the lips)."""
-CREASE_CONTRAST_RAMP = (0.4, 0.8)
+CREASE_DARKER_RAMP = (0.4, 0.8)
 """Near a crease (:data:`CREASE_REACH_MM`), a texel keeps its confidence while its delighted luminance is
-at most the first natural-log step off the skin around it (:data:`CREASE_REFERENCE_MM`), up or down, and
-has lost it at the second. Freckles are some 0.2-0.5 below the skin; a nostril's opening 1.5-2."""
+at most the first natural-log step below the skin around it (:data:`CREASE_REFERENCE_MM`), and has lost it
+at the second. Freckles are some 0.2-0.5 below the skin; a nostril's opening 1.5-2."""
+CREASE_BRIGHTER_RAMP = (0.2, 0.4)
+"""The same above the skin around it: skin has few light marks, and those faint (luciano's lit nostril rims
+were 0.35-0.45 above the skin around them)."""
 CREASE_REFERENCE_MM = 3.0
 """Gaussian scale of the skin around a texel that its luminance is measured against."""
 FRAME_RIM_FACE = 0.1
@@ -1510,7 +1513,7 @@ def _unwrap(model, uvr, verts, normals, shade_v, sheen_v, cam, image_linear, cap
 def _crease_shadows(model, t: _Tile, exempt=None, own=None) -> np.ndarray:
     """(S, S) float32 in [0, 1]: 0 on texels of the tile ``t`` that hold a crease's shading seen beside the
     fitted crease, 1 elsewhere: near a crease (``t.near_crease``) and far darker or brighter than the skin
-    around them (:data:`CREASE_CONTRAST_RAMP`).
+    around them (:data:`CREASE_DARKER_RAMP`, :data:`CREASE_BRIGHTER_RAMP`).
 
     Args:
         model: the head model.
@@ -1534,11 +1537,12 @@ def _crease_shadows(model, t: _Tile, exempt=None, own=None) -> np.ndarray:
         if m is not None:
             apart |= m
     # The skin around a texel, without the features: beside the lips, skin would read bright.
-    off = np.abs(weighted_blur(log, np.where(apart, 0.0, weight), sigma) - log)
+    darker = weighted_blur(log, np.where(apart, 0.0, weight), sigma) - log
+    spot = np.maximum(_smoothstep(darker, *CREASE_DARKER_RAMP), _smoothstep(-darker, *CREASE_BRIGHTER_RAMP))
     if own is not None:
-        darker = weighted_blur(log, np.where(own, weight, 0.0), sigma) - log
-        off = np.where(own, np.maximum(darker, 0.0), off)
-    keep = (1.0 - _smoothstep(off, *CREASE_CONTRAST_RAMP) * t.near_crease).astype(np.float32)
+        darker_own = weighted_blur(log, np.where(own, weight, 0.0), sigma) - log
+        spot = np.where(own, _smoothstep(darker_own, *CREASE_DARKER_RAMP), spot)
+    keep = (1.0 - spot * t.near_crease).astype(np.float32)
     if exempt is not None:
         keep[exempt] = 1.0
     # The spot's rim is the same error, fainter: half a slip of it goes too.
