@@ -1002,6 +1002,11 @@ def test_shading_slip_known_answers(model):
     assert np.all(got[:, :508] == 0.0) and np.all(got[:, 516:] == 0.0)
     ramp = _shading_slip(model, uvr, idx, np.exp(0.02 * cols)).reshape(size, size)
     np.testing.assert_allclose(ramp[100:-100, 100:-100], 0.06, atol=1e-4)
+    # A wide disc (5 mm, 17 texels) is taken on blocks of 2: the step reads within 17 texels of it, and
+    # nothing beyond 17 and a block.
+    wide = _shading_slip(model, uvr, idx, np.exp(np.where(cols >= 512, 0.5, 0.0)), 5.0).reshape(size, size)
+    np.testing.assert_allclose(wide[:, 512 - 17 : 512 + 17], 0.5, atol=1e-5)
+    assert np.all(wide[:, : 512 - 19] == 0.0) and np.all(wide[:, 512 + 19 :] == 0.0)
 
 
 def test_nose_wings_are_not_lit_crescents(model, points, photos_dir, monkeypatch):
@@ -1289,7 +1294,7 @@ def test_fold_under_the_lower_lid_comes_off(model):
     assert left["above"] > 0.28
 
 
-def test_crease_shadows_known_answers(model, world):
+def test_crease_shadows_known_answers(model, world, monkeypatch):
     """A dark spot (-1.5 log, 1 mm across) 1-3 mm from the nostril's fitted opening is its shadow, seen
     beside the fitted crease, and loses its confidence, as do one on the lips at the mouth's corner and a
     bright one (+0.45, a lit rim) beside the other nostril; the dark spot on the cheek, far from any crease,
@@ -1298,12 +1303,13 @@ def test_crease_shadows_known_answers(model, world):
     from types import SimpleNamespace
 
     from facetwin.render.shade import vertex_normals
+    from facetwin.texture import appearance
     from facetwin.texture.appearance import CREASE_REACH_MM, SHADING_SLIP_RAMP, _crease_shadows, _shading_slip
     from facetwin.texture.delight import shading_linear, smoothstep, visibility_ratio
     from facetwin.texture.regions import landmark_uv
     from facetwin.texture.uvmap import tile_cm_per_uv, uv_raster
 
-    size = 512
+    size = 1024
     verts = world["vertices"]
     vis, dirs = world["visibility"]
     sh = S.lights()["front_white"]
@@ -1346,6 +1352,14 @@ def test_crease_shadows_known_answers(model, world):
     seen = uvr.valid.astype(np.float32)
     tile = SimpleNamespace(raster=uvr, albedo=albedo, confidence=seen, near_crease=near)
     keep = _crease_shadows(model, tile, exempt, reg.lips)
+    # Larger tiles are judged at a working size and the result enlarged: the same spots go and stay.
+    monkeypatch.setattr(appearance, "CREASE_WORK_SIZE", 512)
+    coarse = _crease_shadows(model, tile, exempt, reg.lips)
+    for where, went in ((nostril, True), (corner, True), (rim, True), (cheek, False), (freckle, False)):
+        assert (coarse[where] < 0.3) == went, (where, coarse[where])
+    far_from_corner = np.hypot(yy - 0.5 - corner[0], xx - 0.5 - corner[1]) > 3.0 * per_mm
+    inner = ~cv2.dilate((~reg.lips).astype(np.uint8), np.ones((9, 9))).astype(bool)
+    assert coarse[reg.lips & inner & far_from_corner].min() > 0.9
     print(
         f"\nkept: nostril's shadow {keep[nostril]:.3f}, mouth corner's {keep[corner]:.3f}, lit rim"
         f" {keep[rim]:.3f}, mole {keep[cheek]:.3f}, freckle {keep[freckle]:.3f}"
@@ -1356,7 +1370,6 @@ def test_crease_shadows_known_answers(model, world):
     r = round(per_mm)
     ring = cv2.dilate(reg.lips.astype(np.uint8), np.ones((2 * r + 1, 2 * r + 1))).astype(bool)
     ring &= skin
-    far_from_corner = np.hypot(yy - 0.5 - corner[0], xx - 0.5 - corner[1]) > 3.0 * per_mm
     assert keep[reg.lips & far_from_corner].min() == 1.0 and keep[ring & uvr.valid].min() > 0.95
 
 
