@@ -1350,7 +1350,9 @@ def test_crease_shadows_known_answers(model, world, monkeypatch):
     albedo[reg.lips] *= 0.3
     albedo = np.where(uvr.valid[..., None], albedo, np.nan).astype(np.float32)
     seen = uvr.valid.astype(np.float32)
-    tile = SimpleNamespace(raster=uvr, albedo=albedo, confidence=seen, near_crease=near)
+    shading = np.zeros(size * size, np.float32)
+    shading[idx] = lum
+    tile = SimpleNamespace(raster=uvr, albedo=albedo, confidence=seen, shading=shading.reshape(size, size))
     keep = _crease_shadows(model, tile, exempt, reg.lips)
     # Larger tiles are judged at a working size and the result enlarged: the same spots go and stay.
     monkeypatch.setattr(appearance, "CREASE_WORK_SIZE", 512)

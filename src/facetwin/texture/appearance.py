@@ -62,6 +62,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numba
 import numpy as np
@@ -1162,7 +1163,7 @@ class _Tile:
     confidence: np.ndarray  # (S, S) float32
     seen: np.ndarray  # (S, S) bool texel projects onto the photo and is visible
     steady: np.ndarray  # (S, S) float32 in [0, 1], how little the shading changes within a slip
-    near_crease: np.ndarray  # (S, S) float32 in [0, 1], how much the shading changes within CREASE_REACH_MM
+    shading: np.ndarray  # (S, S) float32 luminance of the shading the photo was divided by, 0 off the surface
 
 
 @dataclass(frozen=True)
@@ -1497,8 +1498,8 @@ def _unwrap(model, uvr, verts, normals, shade_v, sheen_v, cam, image_linear, cap
     # The slip is a millimetre either way, and so is where the confidence falls: without the blur the
     # disc's plateaus cut small holes with hard edges, which a 4096 fill showed as blobs at the mouth's corners.
     steady = weighted_blur(steady.reshape(s, s), uvr.valid, 0.5 * _slip_texels(model, uvr)).ravel()
-    near_crease = np.zeros(s * s, np.float32)
-    near_crease[idx] = _smoothstep(_shading_slip(model, uvr, idx, lum, CREASE_REACH_MM), *SHADING_SLIP_RAMP)
+    shading = np.zeros(s * s, np.float32)
+    shading[idx] = lum
     dark = np.zeros(s * s, bool)
     dark[idx] = lum < SHADING_FLOOR * ref
     albedo[dark] = np.nan
@@ -1509,14 +1510,16 @@ def _unwrap(model, uvr, verts, normals, shade_v, sheen_v, cam, image_linear, cap
         confidence=np.clip(conf, 0.0, 1.0).reshape(s, s),
         seen=seen.reshape(s, s),
         steady=steady.reshape(s, s),
-        near_crease=near_crease.reshape(s, s),
+        shading=shading.reshape(s, s),
     )
 
 
 def _crease_shadows(model, t: _Tile, exempt=None, own=None) -> np.ndarray:
     """(S, S) float32 in [0, 1]: 0 on texels of the tile ``t`` that hold a crease's shading seen beside the
-    fitted crease, 1 elsewhere: near a crease (``t.near_crease``) and far darker or brighter than the skin
-    around them (:data:`CREASE_DARKER_RAMP`, :data:`CREASE_BRIGHTER_RAMP`).
+    fitted crease, 1 elsewhere: near a crease (the shading changes by :data:`SHADING_SLIP_RAMP` within
+    :data:`CREASE_REACH_MM`) and far darker or brighter than the skin around them
+    (:data:`CREASE_DARKER_RAMP`, :data:`CREASE_BRIGHTER_RAMP`). Tiles larger than :data:`CREASE_WORK_SIZE`
+    are judged at that size and the result enlarged.
 
     Args:
         model: the head model.
@@ -1532,34 +1535,50 @@ def _crease_shadows(model, t: _Tile, exempt=None, own=None) -> np.ndarray:
     luma = np.nan_to_num(t.albedo) @ np.array([0.2126, 0.7152, 0.0722], np.float32)
     log = np.log(np.maximum(luma, 1e-4))
     weight = np.where(np.isfinite(t.albedo[..., 0]), t.confidence, 0.0).astype(np.float32)
-    per_mm = _slip_texels(model, t.raster) / SHADING_SLIP_MM
+    valid = t.raster.valid
     size = log.shape[0]
-    if size <= CREASE_WORK_SIZE:
-        return _crease_spots(log, weight, t.near_crease, exempt, own, per_mm)
+    work = min(size, CREASE_WORK_SIZE)
+    shading, masks = t.shading, (exempt, own)
+    if work < size:
+        # The spots are a millimetre across, 10 texels at the working size: judged there and enlarged.
+        def shrink(x):
+            return cv2.resize(np.ascontiguousarray(x, np.float32), (work, work), interpolation=cv2.INTER_AREA)
 
-    # The spots are a millimetre across, 10 texels at the working size: judged there and enlarged.
-    def shrink(x):
-        small = (CREASE_WORK_SIZE, CREASE_WORK_SIZE)
-        return cv2.resize(np.ascontiguousarray(x, np.float32), small, interpolation=cv2.INTER_AREA)
-
-    small_weight = shrink(weight)
-    small_log = shrink(log * weight) / np.maximum(small_weight, 1e-6)
-    masks = (None if m is None else shrink(m) > 0.5 for m in (exempt, own))
-    scale = CREASE_WORK_SIZE / size
-    keep = _crease_spots(small_log, small_weight, shrink(t.near_crease), *masks, per_mm * scale)
-    keep = cv2.resize(keep, (size, size), interpolation=cv2.INTER_LINEAR)
-    if exempt is not None:
-        keep[exempt] = 1.0
+        on = shrink(valid)
+        shading = shrink(shading) / np.maximum(on, 1e-6)
+        log = shrink(log * weight) / np.maximum(shrink(weight), 1e-6)
+        weight, valid = shrink(weight), on > 0.5
+        masks = tuple(None if m is None else shrink(m) > 0.5 for m in masks)
+    grid = _Grid(size=work, tile=t.raster.tile)
+    idx = np.flatnonzero(valid.ravel())
+    near = np.zeros(work * work, np.float32)
+    slip = _shading_slip(model, grid, idx, shading.ravel()[idx], CREASE_REACH_MM)
+    near[idx] = _smoothstep(slip, *SHADING_SLIP_RAMP)
+    keep = _crease_spots(log, weight, near.reshape(work, work), *masks, _slip_texels(model, grid))
+    if work < size:
+        keep = cv2.resize(keep, (size, size), interpolation=cv2.INTER_LINEAR)
+        if exempt is not None:
+            keep[exempt] = 1.0
     return keep
 
 
-def _crease_spots(log, weight, near, exempt, own, per_mm: float) -> np.ndarray:
+class _Grid(NamedTuple):
+    """A tile's texel grid at some size: what :func:`_slip_texels` and :func:`_shading_slip` read of a
+    :class:`facetwin.texture.uvmap.UVRaster`."""
+
+    size: int
+    tile: int
+
+
+def _crease_spots(log, weight, near, exempt, own, slip_texels: float) -> np.ndarray:
     """:func:`_crease_shadows` on one grid: ``log`` (S, S) log luminance, ``weight`` its confidence, ``near``
-    the tile's ``near_crease``, ``exempt`` and ``own`` as there, ``per_mm`` texels per millimetre."""
+    in [0, 1] how near a crease each texel is, ``exempt`` and ``own`` as there, ``slip_texels``
+    :data:`SHADING_SLIP_MM` in texels."""
     import cv2
 
     from facetwin.texture.complete import weighted_blur
 
+    per_mm = slip_texels / SHADING_SLIP_MM
     sigma = CREASE_REFERENCE_MM * per_mm
     apart = np.zeros(weight.shape, bool)
     for m in (exempt, own):
