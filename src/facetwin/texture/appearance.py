@@ -1557,8 +1557,9 @@ def _crease_shadows(model, t: _Tile, exempt=None, own=None) -> np.ndarray:
     keep = _crease_spots(log, weight, near.reshape(work, work), *masks, _slip_texels(model, grid))
     if work < size:
         keep = cv2.resize(keep, (size, size), interpolation=cv2.INTER_LINEAR)
-        if exempt is not None:
-            keep[exempt] = 1.0
+    # A spot's rim reaches into the exempt texels too; they are left as they are.
+    if exempt is not None:
+        keep[exempt] = 1.0
     return keep
 
 
@@ -1571,9 +1572,9 @@ class _Grid(NamedTuple):
 
 
 def _crease_spots(log, weight, near, exempt, own, slip_texels: float) -> np.ndarray:
-    """:func:`_crease_shadows` on one grid: ``log`` (S, S) log luminance, ``weight`` its confidence, ``near``
-    in [0, 1] how near a crease each texel is, ``exempt`` and ``own`` as there, ``slip_texels``
-    :data:`SHADING_SLIP_MM` in texels."""
+    """:func:`_crease_shadows` on one grid, before the exempt texels are set back to 1: ``log`` (S, S) log
+    luminance, ``weight`` its confidence, ``near`` in [0, 1] how near a crease each texel is, ``exempt`` and
+    ``own`` as there, ``slip_texels`` :data:`SHADING_SLIP_MM` in texels."""
     import cv2
 
     from facetwin.texture.complete import weighted_blur
@@ -1591,14 +1592,12 @@ def _crease_spots(log, weight, near, exempt, own, slip_texels: float) -> np.ndar
         darker_own = weighted_blur(log, np.where(own, weight, 0.0), sigma) - log
         spot = np.where(own, _smoothstep(darker_own, *CREASE_DARKER_RAMP), spot)
     keep = (1.0 - spot * near).astype(np.float32)
+    # Exempt texels are no spots, so their rims do not spread onto the skin.
     if exempt is not None:
         keep[exempt] = 1.0
     # The spot's rim is the same error, fainter: half a slip of it goes too.
     r = max(round(0.5 * SHADING_SLIP_MM * per_mm), 1)
-    keep = cv2.erode(keep, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
-    if exempt is not None:
-        keep[exempt] = 1.0
-    return keep
+    return cv2.erode(keep, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
 
 
 def _slip_texels(model, uvr) -> float:
