@@ -14,6 +14,7 @@ from facetwin.texture.complete import (
     add_skin_detail,
     complete_texture,
     detail_scales,
+    drop_islands,
     pad_texture,
     skin_detail_spread,
     synthesize_detail,
@@ -322,6 +323,48 @@ def test_fill_has_no_seam(face_tile, solve_size):
     )
     jumps = _boundary_jumps(decayed.texture_linear, valid & ~unknown, valid & unknown)
     assert jumps.max() < steps + 2.0 * 0.8 / (0.1 * SIZE), jumps.max()
+
+
+def test_small_islands_are_dropped_before_the_fill(face_tile):
+    """A dark patch of 3 mm seen amid an unseen region (a shadowed eye's corner) leaves no dot in the fill,
+    nor in its mirror; one of 10 mm stays; a hole in what was seen stays a hole."""
+    valid, mirror, p = face_tile
+    skin = np.array([0.5, 0.35, 0.3], np.float32)
+    dark = np.array([0.05, 0.04, 0.04], np.float32)
+
+    def disc(x, y, r):
+        return valid & (np.hypot(p[..., 0] - x, p[..., 1] - y) < r)
+
+    # Unseen: both cheeks (4 cm across) and both sides of the forehead (3 cm).
+    unseen = valid & (np.hypot(np.abs(p[..., 0]) - 4.0, p[..., 1] - 1.0) < 2.0)
+    unseen |= valid & (np.hypot(np.abs(p[..., 0]) - 3.0, p[..., 1] - 6.0) < 1.5)
+    # A texel is about 1.2 mm here; the small patch has a 3.5 mm rim of confidence 0.3.
+    small, large, rim = disc(3.0, 1.0, 0.15), disc(3.0, 6.0, 0.5), disc(3.0, 1.0, 0.35)
+    rim &= ~small
+    confidence = np.where(unseen, 0.0, 1.0).astype(np.float32)
+    confidence[small | large] = 1.0
+    confidence[rim] = 0.3
+    confidence[disc(-4.0, -2.0, 0.1)] = 0.0  # a hole, no island
+    n_small, n_large = int(small.sum()), int(large.sum())
+    assert 3 <= n_small < 20 < n_large, (n_small, n_large)
+    kept = drop_islands(confidence, 20)
+    assert np.all(kept[small | rim] == 0.0)
+    np.testing.assert_array_equal(kept[~(small | rim)], confidence[~(small | rim)])
+    np.testing.assert_array_equal(drop_islands(confidence, 0), confidence)
+    texture = np.where((small | large | rim)[..., None], dark, skin).astype(np.float32)
+    out = complete_texture(texture, kept, mirror, valid, skin)
+    before = complete_texture(texture, confidence, mirror, valid, skin)
+    mirrored = np.zeros_like(small)
+    m = np.round(mirror[small] - 0.5).astype(int)
+    mirrored[m[:, 1], m[:, 0]] = True
+    for where in (small, mirrored):
+        assert np.abs(before.texture_linear[where] - skin).max() > 0.3, "the dot is there without the drop"
+        assert np.abs(out.texture_linear[where] - skin).max() < 0.02
+    np.testing.assert_array_equal(out.texture_linear[large], texture[large])
+    with pytest.raises(ValueError, match="min_texels"):
+        drop_islands(confidence, -1)
+    with pytest.raises(ValueError, match="confidence"):
+        drop_islands(confidence[0], 4)
 
 
 def test_unseen_tile_is_the_fallback(model):

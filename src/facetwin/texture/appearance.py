@@ -261,6 +261,11 @@ MONOTONE_HUE_DEG = 3.0
 1 degree, the least colourful shared colour photo 9 degrees."""
 MONOTONE_MIN_SUM = 0.15
 """Pixels with r + g + b (sRGB) under this are too dark for a reliable hue."""
+ISLAND_MIN_MM2 = 10.0
+"""A seen patch smaller than this (a disc 3.6 mm across) amid what the photo did not show is dropped before
+the fill (:func:`facetwin.texture.complete.drop_islands`). frederick_douglass_1879's shadowed eyes left
+islands of 2-7 mm2 at their corners, black dots in the fill and in its mirror; the smallest island on the
+shared photos that is what it seems, woman_portrait's iris, is 32 mm2."""
 CAPTURE_MAX_PX = 2048
 """Longest side of the photo region rasterised for the visibility test; larger faces are rasterised at
 reduced scale (the photo itself is always sampled at full resolution)."""
@@ -726,6 +731,7 @@ def _estimate(model, photo, face, fit, points, texture_size, options, exclude) -
         add_skin_detail,
         complete_texture,
         detail_scales,
+        drop_islands,
         pad_texture,
         synthesize_detail,
     )
@@ -975,6 +981,8 @@ def _estimate(model, photo, face, fit, points, texture_size, options, exclude) -
             # Far brighter than the skin is mostly shine, which the overlay covers; off its hue is not skin.
             skin_seen[seen] *= np.where(reg.features[seen], 1.0, chroma).astype(np.float32)
         t.confidence[seen] *= plausible.astype(np.float32)
+        texels_per_mm = t.raster.size / (10.0 * tile_cm_per_uv(model, t.raster.tile))
+        t.confidence = drop_islands(t.confidence, math.ceil(ISLAND_MIN_MM2 * texels_per_mm**2))
     out = {}
     spread = _detail_spread(model, face_tile, reg, monotone) if options.skin_grain else np.zeros((0, 3))
     for tile, t in tiles.items():
