@@ -958,9 +958,9 @@ def _estimate(model, photo, face, fit, points, texture_size, options, exclude) -
     # before it, was found on 38 % of its region instead of 45 %, and the light refitted without it differed).
     for tile, t in tiles.items():
         if tile == 0:
-            t.confidence *= t.steady * _crease_shadows(model, t, reg.eyes | reg.brows | reg.lids, reg.lips)
+            t.confidence *= _steady(model, t) * _crease_shadows(model, t, reg.eyes | reg.brows | reg.lids, reg.lips)
         else:
-            t.confidence *= t.steady * _crease_shadows(model, t)
+            t.confidence *= _steady(model, t) * _crease_shadows(model, t)
 
     t0 = time.perf_counter()
     plain = (face_tile.confidence > 0.5) & ~reg.features
@@ -1170,7 +1170,6 @@ class _Tile:
     raw: np.ndarray  # (S, S, 3) float32 photo sample, linear, NaN where not seen
     confidence: np.ndarray  # (S, S) float32
     seen: np.ndarray  # (S, S) bool texel projects onto the photo and is visible
-    steady: np.ndarray  # (S, S) float32 in [0, 1], how little the shading changes within a slip
     shading: np.ndarray  # (S, S) float32 luminance of the shading the photo was divided by, 0 off the surface
 
 
@@ -1444,10 +1443,9 @@ def _unwrap(model, uvr, verts, normals, shade_v, sheen_v, cam, image_linear, cap
     each triangle: second-order SH light varies far more slowly than a 3 mm triangle. So is the sheen's
     radiance ``sheen_v`` (V, 3): its lobe is some 2 cm wide on the cheek. Where it is a large share of the
     texel's colour the diffuse left is a guess (the fitted nose tip is not quite where the real one catches
-    the light), and the texel's confidence falls (:data:`SHEEN_OF_PHOTO`). Where the shading changes fast
-    (:func:`_shading_slip`) the tile's ``steady`` falls, for the confidence once the hair is found.
+    the light), and the texel's confidence falls (:data:`SHEEN_OF_PHOTO`). The tile keeps the shading's
+    luminance for :func:`_steady` and :func:`_crease_shadows`.
     """
-    from facetwin.texture.complete import weighted_blur
     from facetwin.texture.delight import SHADING_FLOOR
 
     s = uvr.size
@@ -1501,11 +1499,6 @@ def _unwrap(model, uvr, verts, normals, shade_v, sheen_v, cam, image_linear, cap
     ref = float(np.median(lum[good])) if good.any() else 1.0
     ref = max(ref, 1e-9)
     conf[idx] *= _smoothstep(lum / ref, SHADING_MIN_FRACTION, 2.0 * SHADING_MIN_FRACTION)
-    steady = np.ones(s * s, np.float32)
-    steady[idx] = 1.0 - _smoothstep(_shading_slip(model, uvr, idx, lum), *SHADING_SLIP_RAMP)
-    # The slip is a millimetre either way, and so is where the confidence falls: without the blur the
-    # disc's plateaus cut small holes with hard edges, which a 4096 fill showed as blobs at the mouth's corners.
-    steady = weighted_blur(steady.reshape(s, s), uvr.valid, 0.5 * _slip_texels(model, uvr)).ravel()
     shading = np.zeros(s * s, np.float32)
     shading[idx] = lum
     dark = np.zeros(s * s, bool)
@@ -1517,9 +1510,25 @@ def _unwrap(model, uvr, verts, normals, shade_v, sheen_v, cam, image_linear, cap
         raw=raw.reshape(s, s, 3),
         confidence=np.clip(conf, 0.0, 1.0).reshape(s, s),
         seen=seen.reshape(s, s),
-        steady=steady.reshape(s, s),
         shading=shading.reshape(s, s),
     )
+
+
+def _steady(model, t: _Tile) -> np.ndarray:
+    """(S, S) float32 in [0, 1]: how little the shading of the tile ``t`` changes within a slip
+    (:func:`_shading_slip`, :data:`SHADING_SLIP_RAMP`); 1 off the surface. Taken only once the hair is
+    found (the first pass of a bearded face stops before it)."""
+    from facetwin.texture.complete import weighted_blur
+
+    uvr = t.raster
+    s = uvr.size
+    idx = np.flatnonzero(uvr.valid.ravel())
+    steady = np.ones(s * s, np.float32)
+    slip = _shading_slip(model, uvr, idx, t.shading.ravel()[idx].astype(np.float64))
+    steady[idx] = 1.0 - _smoothstep(slip, *SHADING_SLIP_RAMP)
+    # The slip is a millimetre either way, and so is where the confidence falls: without the blur the
+    # disc's plateaus cut small holes with hard edges, which a 4096 fill showed as blobs at the mouth's corners.
+    return weighted_blur(steady.reshape(s, s), uvr.valid, 0.5 * _slip_texels(model, uvr))
 
 
 def _crease_shadows(model, t: _Tile, exempt=None, own=None) -> np.ndarray:
