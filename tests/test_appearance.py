@@ -23,11 +23,13 @@ from debug_images import save_debug_row
 from facetwin.fit.photometric import unlike_skin
 from facetwin.pipeline import fit_face
 from facetwin.texture.appearance import (
+    PLAUSIBILITY_SMOOTH_MM,
     SCENE_WHITE_ALBEDO,
     SCLERA_ALBEDO_LINEAR,
     WHITE_ALBEDO,
     _calibrate,
     _fit_chromaticity,
+    _patch_colour,
     _plausibility,
     _seen_light_colours,
     _take_off_folds,
@@ -693,6 +695,40 @@ def test_plausibility_known_answers():
     chroma, bright = _plausibility(texels, tone)
     np.testing.assert_allclose(chroma[0], [1, 1, 1, 1, 0, 0], atol=1e-6)
     np.testing.assert_allclose(bright[0, [0, 1, 2, 3, 5]], [1, 1, 1, 0, 0], atol=1e-6)
+
+
+def test_patch_colour_smooths_the_photos_stairs():
+    """A diagonal edge between skin and a redder patch, as a small photo shows it: stairs of a pixel (7
+    texels, a millimetre at 2048). Judged texel by texel, the chromaticity's midway line strays 3 texels
+    either side of the edge's straight line; judged by the patch's colour, under half a texel. Unseen texels,
+    whatever their colour, do not count."""
+    n, step = 128, 7
+    y, x = np.mgrid[0:n, 0:n]
+    skin, patch = np.array([0.5, 0.3, 0.25], np.float32), np.array([0.5, 0.2, 0.12], np.float32)
+    albedo = np.where(((x // step + y // step) >= 18)[..., None], patch, skin).astype(np.float32)
+    seen = np.ones((n, n), bool)
+
+    def stray(a: np.ndarray) -> float:
+        """Largest distance (texels) of the midway line between the two chromaticities from a straight line."""
+        d, d_skin, d_patch = (np.log(v) - np.log(v).mean(axis=-1, keepdims=True) for v in (a, skin, patch))
+        t = ((d - d_skin) * (d_patch - d_skin)).sum(axis=-1) / ((d_patch - d_skin) ** 2).sum()
+        rows = np.arange(20, 108)
+        cols = []
+        for r in rows:
+            k = np.flatnonzero(t[r] > 0.5)[0]
+            cols.append(k - 1 + (0.5 - t[r, k - 1]) / (t[r, k] - t[r, k - 1]))
+        return float(np.abs(cols - np.polyval(np.polyfit(rows, cols, 1), rows)).max())
+
+    judged = _patch_colour(albedo, seen, PLAUSIBILITY_SMOOTH_MM * step)
+    assert stray(albedo) > 2.5 and stray(judged) < 0.5, (stray(albedo), stray(judged))
+    # Unseen texels (here a green band and NaN) neither pull their neighbours nor get a colour.
+    band = (x >= 40) & (x < 50)
+    odd = albedo.copy()
+    odd[band] = [0.1, 0.6, 0.1]
+    odd[band & (y < 10)] = np.nan
+    got = _patch_colour(odd, ~band, 5.0)
+    assert np.abs(got[(x < 60) & (y < 40) & ~band] - skin).max() < 1e-5
+    assert np.isnan(got[band]).all()
 
 
 def test_calibration_takes_a_warm_light_from_the_sclera():

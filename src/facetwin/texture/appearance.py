@@ -340,6 +340,11 @@ CHROMA_PLAUSIBLE = 0.25
 CHROMA_IMPLAUSIBLE = 0.45
 """Log-chromaticity distance from the skin tone (norm over the zero-mean log channels) at which a texel's
 confidence starts to fall, and where it is gone: blush, tan lines and freckles stay under 0.2."""
+PLAUSIBILITY_SMOOTH_MM = 0.7
+"""The colour a texel is judged by is its neighbourhood's, a Gaussian of this: a small face's photo has
+pixels of about a millimetre on the skin (luciano.png, 400 pixels), and texel by texel the tests cut the
+pixels' stairs along a patch's edge into the tile (teeth along the lower edge of his reddish under-eye
+skin)."""
 BRIGHT_PLAUSIBLE = math.log(1.5)
 BRIGHT_IMPLAUSIBLE = math.log(2.2)
 """Log brightness above the skin tone at which a texel's confidence starts to fall, and where it is gone.
@@ -970,7 +975,9 @@ def _estimate(model, photo, face, fit, points, texture_size, options, exclude) -
     # skin (lit background at the end of a brow, the white of the eye seen past the fitted lids).
     for t in tiles.values():
         seen = t.confidence > 0.0
-        chroma, bright = (x[0] for x in _plausibility(t.albedo[seen][None], tone))
+        texels_per_mm = t.raster.size / (10.0 * tile_cm_per_uv(model, t.raster.tile))
+        judged = _patch_colour(t.albedo, seen, PLAUSIBILITY_SMOOTH_MM * texels_per_mm)
+        chroma, bright = (x[0] for x in _plausibility(judged[seen][None], tone))
         plausible = chroma * bright
         if t is face_tile:
             plausible = np.where(reg.features[seen], bright, plausible)
@@ -981,7 +988,6 @@ def _estimate(model, photo, face, fit, points, texture_size, options, exclude) -
             # Far brighter than the skin is mostly shine, which the overlay covers; off its hue is not skin.
             skin_seen[seen] *= np.where(reg.features[seen], 1.0, chroma).astype(np.float32)
         t.confidence[seen] *= plausible.astype(np.float32)
-        texels_per_mm = t.raster.size / (10.0 * tile_cm_per_uv(model, t.raster.tile))
         t.confidence = drop_islands(t.confidence, math.ceil(ISLAND_MIN_MM2 * texels_per_mm**2))
     out = {}
     spread = _detail_spread(model, face_tile, reg, monotone) if options.skin_grain else np.zeros((0, 3))
@@ -2412,6 +2418,17 @@ def _plausibility(albedo: np.ndarray, tone: np.ndarray) -> tuple[np.ndarray, np.
     chroma = 1.0 - _smoothstep(np.sqrt((d**2).sum(axis=2)), CHROMA_PLAUSIBLE, CHROMA_IMPLAUSIBLE)
     bright = 1.0 - _smoothstep(la.mean(axis=2) - lt.mean(), BRIGHT_PLAUSIBLE, BRIGHT_IMPLAUSIBLE)
     return np.where(seen, chroma, 0.0), np.where(seen, bright, 0.0)
+
+
+def _patch_colour(albedo: np.ndarray, seen: np.ndarray, sigma: float) -> np.ndarray:
+    """(S, S, 3) float32: the geometric mean of the ``seen`` albedo (S, S, 3) around each texel, a Gaussian
+    of ``sigma`` texels; NaN where the albedo is missing."""
+    from facetwin.texture.complete import weighted_blur
+
+    ok = seen & np.isfinite(albedo).all(axis=2)
+    log = np.log(np.maximum(np.where(ok[..., None], albedo, 1.0), 1e-4)).astype(np.float32)
+    out = np.exp(weighted_blur(log, ok, sigma))
+    return np.where(ok[..., None], out, np.nan).astype(np.float32)
 
 
 def grow_implausible(plausible: np.ndarray, grow_uv: float = IMPLAUSIBLE_GROW_UV) -> np.ndarray:
