@@ -752,6 +752,31 @@ def test_calibration_takes_a_warm_light_from_the_sclera():
     assert wb_magenta["sclera_trust"] == 0.0
 
 
+def test_calibration_rules_out_a_reading_darker_than_the_photo():
+    """Light skin with much blood (ITA +30) under neutral light, no eyes seen: its chromaticity lies on the
+    manifold's fold and reads best as ITA -75, flagged ambiguous. When the photo's white point is only 1.4
+    times the skin's brightness (a flash photo of light skin, as the bench set's AFW photos), the dark reading
+    would make the photo's brightest surface an albedo of 0.07: the light reading is taken instead. With a
+    white point 8 times the skin (a white shirt, the eyes' whites) both readings stay possible, and the best
+    stands: dark skin is not lightened. The same chromaticity from truly dark skin (melanin 0.34) in a photo
+    with nothing brighter than 1.4 times its skin would be lightened: the rule's known limit."""
+    rng = np.random.default_rng(0)
+    truth = skin_albedo_linear(0.0587, 0.0647)
+    cheeks = truth * 3.0 * np.exp(rng.normal(0.0, 0.02, (500, 3)))
+    no_eyes = {"pixels": 0, "albedo_linear": None}
+    _, blind, wb_blind = _calibrate(cheeks, no_eyes)
+    assert blind["tone_ambiguous"] and blind["ita_deg"] < -60.0 and wb_blind["exposure_weight"] == 0.0
+    gains, flash, wb = _calibrate(cheeks, no_eyes, white_over_skin=1.4)
+    assert wb["exposure_weight"] == 1.0 and wb["brightest_surface_albedo"] == pytest.approx(0.07, abs=0.01)
+    assert abs(flash["ita_deg"] - ita_degrees(truth)) < 3.0 and not flash["tone_ambiguous"]
+    np.testing.assert_allclose(np.log(gains / 3.0), 0.0, atol=0.1)
+    _, shirt, wb_shirt = _calibrate(cheeks, no_eyes, white_over_skin=8.0)
+    assert wb_shirt["exposure_weight"] == 0.0 and shirt["ita_deg"] == blind["ita_deg"] and shirt["tone_ambiguous"]
+    # Between the ramp's ends the scale moves part of the way (2.9 times the skin: 0.15 under the dark reading).
+    _, _, wb_mid = _calibrate(cheeks, no_eyes, white_over_skin=2.4)
+    assert 0.0 < wb_mid["exposure_weight"] < 1.0
+
+
 def _vivid(linear: np.ndarray, k: float) -> np.ndarray:
     """A vivid colour rendering: every pixel's zero-mean log RGB times ``k``, its log brightness kept."""
     log = np.log(np.maximum(linear, 1e-6))
@@ -903,11 +928,14 @@ def test_white_finds_a_vivid_photo_of_light_skin(vivid):
     assert wb["vivid"] == 1.0 and abs(skin["ita_deg"] - ita_degrees(dark)) < 5.0, (skin, wb)
 
 
-@pytest.mark.parametrize("wall", [0.45, 0.6])
+@pytest.mark.parametrize("wall", [0.1, 0.45, 0.6])
 def test_gray_wall_does_not_lighten_dark_skin(model, points, world, wall):
     """Dark skin (ITA -50) behind sunglasses before a neutral gray wall (sRGB 0.45 or 0.6): the wall is
     neutral and brighter than the skin, but it is no white. Taken for one with full weight, it lightened the
-    skin to ITA +5 and -25 deg; its dim sRGB brightness keeps its weight low (SCENE_WHITE_BRIGHTNESS)."""
+    skin to ITA +5 and -25 deg; its dim sRGB brightness keeps its weight low (SCENE_WHITE_BRIGHTNESS). Before
+    a near-black wall (sRGB 0.1) the photo's white point is the skin's lit side and the teeth: under the dark
+    reading its brightest surface is an albedo of 0.22, no reason to rule that reading out
+    (BRIGHTEST_SURFACE_RAMP)."""
     tiles = S.skin_tiles(model, SIZE, S.TONES["dark"])
     scene = S.make_scene(
         model,
@@ -920,8 +948,10 @@ def test_gray_wall_does_not_lighten_dark_skin(model, points, world, wall):
         occluder="sunglasses",
         background_srgb=(wall, wall, wall),
     )
-    err = _errors(model, tiles, _appearance(model, points, scene.photo, scene.face))
+    app = _appearance(model, points, scene.photo, scene.face)
+    err = _errors(model, tiles, app)
     assert abs(err["ita_err"]) < ITA_ERR_MAX, err
+    assert app.metrics["white_balance"]["exposure_weight"] == 0.0
 
 
 def test_skin_chromaticity_fit_round_trip():

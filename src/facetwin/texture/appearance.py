@@ -374,6 +374,13 @@ TONE_AMBIGUITY_ITA = 30.0
 """Degrees of ITA between two readings that make them different skin tones (a class is 10-20 wide)."""
 TONE_EVIDENCE_WEIGHT = 0.3
 """Weight in the scale (:func:`_calibrate`) from which the eyes or a scene white settle the tone."""
+BRIGHTEST_SURFACE_RAMP = (0.1, 0.15)
+"""Without the eyes, a reading of an ambiguous skin tone (the manifold's fold) is ruled out when the photo's
+brightest surface, lit as the cheeks are, would have an albedo below the first of these under it, and not at
+all above the second (:func:`_calibrate`). The two AFW flash photos of the bench set read as ITA -75 and -72
+(their other reading +30 and +7, light skin): the brightest surface of either photo would then have had an
+albedo of 0.07 and 0.09, darker than charcoal; on the shared photos and the rest of the bench set it is 0.35
+or more under the reading taken."""
 MANIFOLD_SCALE_LOG_SIGMA = 0.1
 """How well (natural log) one reading of the skin manifold fixes the cheeks' brightness: the known-answer
 scenes' unambiguous readings land within 0.03-0.07 of the truth. With it the eyes' evidence is weighed
@@ -892,12 +899,13 @@ def _estimate(model, photo, face, fit, points, texture_size, options, exclude) -
     if cheek.sum() < MIN_CHEEK_TEXELS:
         cheek = face_tile.confidence > 0.5
     cheek_raw = face_tile.raw[cheek]
+    skin_level = float(np.nanmedian(cheek_raw.mean(axis=1))) if cheek_raw.size else math.nan
     if monotone:
         exposure, white_level = _exposure_albedo(image_linear, cheek_raw)
         white = None
     else:
         exposure = white_level = None
-        white = scene_white(image_linear, oval_poly, float(np.nanmedian(cheek_raw.mean(axis=1))))
+        white = scene_white(image_linear, oval_poly, skin_level)
     facing = cam.R.T @ np.array([0.0, 0.0, -1.0])  # head frame, towards the camera
     gains, skin, wb = _calibrate(
         face_tile.albedo[cheek],
@@ -906,6 +914,7 @@ def _estimate(model, photo, face, fit, points, texture_size, options, exclude) -
         cheek_exposure=exposure,
         white=white,
         white_shading=shading_linear(facing[None], None, sh)[0],
+        white_over_skin=_white_point(image_linear) / skin_level if skin_level > 0.0 and not monotone else None,
     )
     if monotone:
         wb["white_level_linear"] = round(white_level, 5)
@@ -1779,6 +1788,7 @@ def _calibrate(
     cheek_exposure: float | None = None,
     white: dict | None = None,
     white_shading: np.ndarray | None = None,
+    white_over_skin: float | None = None,
 ) -> tuple[np.ndarray, dict, dict]:
     """Per-channel gains that white-balance and scale the albedo (module docstring, step 4).
 
@@ -1790,7 +1800,9 @@ def _calibrate(
     photo's colour is (:func:`_vividness`). Monotone photos: the photo's exposure
     (``cheek_exposure``). Then the whites of the eyes, whose albedo is known (:data:`SCLERA_ALBEDO_LINEAR`),
     weighed by how much of them is seen (colour photos: at most :data:`SCLERA_SCALE_TRUST`, falling as
-    they disagree with the other estimate, :data:`SCLERA_SCALE_MAX_RATIO`).
+    they disagree with the other estimate, :data:`SCLERA_SCALE_MAX_RATIO`). Where the cheeks' chromaticity
+    reads as two tones and neither the eyes nor a white say which, the darker reading is ruled out when the
+    photo's white point would make its brightest surface implausibly dark (:data:`BRIGHTEST_SURFACE_RAMP`).
 
     Args:
         cheek_albedo: (N, 3) delighted cheek texels, the light's units.
@@ -1801,6 +1813,8 @@ def _calibrate(
         white: colour photos: the scene white beside the face (:func:`scene_white`), or None.
         white_shading: (3,) with ``white``: the fitted light's shading of a surface facing the camera (the
             light's units), which the white is taken to be.
+        white_over_skin: colour photos: the photo's white point (:data:`WHITE_POINT_QUANTILE` of its
+            brightness) over the cheeks' brightness in it, or None.
 
     Returns:
         gains: (3,) divide the albedo by these after :func:`desaturate` by ``wb["vivid"]``, multiply the
@@ -1897,6 +1911,18 @@ def _calibrate(
                 w_other = _between_readings(priors, costs, scale_scl, SCLERA_SCALE_TRUST * seen, weights[1])
                 scale = float(combined[0] * (combined[1] / combined[0]) ** w_other)
                 w_scl = (1.0 - w_other) * weights[0] + w_other * weights[1]
+    w_exposure, brightest = 0.0, None
+    if len(priors) > 1 and not usable and white_over_skin is not None and w_white < TONE_EVIDENCE_WEIGHT:
+        # A white point darker than charcoal under the darker reading: a photo of light skin under warm
+        # light, whose brightest surface is the skin itself, not one of dark skin.
+        darker = 0 if priors[0] > priors[1] else 1
+        brightest = float(white_over_skin) * float(np.mean(mean2)) / priors[darker]
+        implausible = 1.0 - float(
+            _smoothstep(math.log(brightest), *(math.log(b) for b in BRIGHTEST_SURFACE_RAMP))
+        )
+        w_exposure = implausible if darker == 0 else 0.0
+        w_other = w_exposure
+        scale = float(priors[0] * (priors[1] / priors[0]) ** w_other)
     gains = np.exp(cast) * scale
     cheek = mean2 / scale
     if monotone:
@@ -1915,7 +1941,7 @@ def _calibrate(
         ambiguous = (
             other is not None
             and other["cost"] - fit["cost"] < TONE_AMBIGUITY_COST
-            and max(w_white, w_scl) < TONE_EVIDENCE_WEIGHT
+            and max(w_white, w_scl, w_exposure) < TONE_EVIDENCE_WEIGHT
         )
         skin["tone_ambiguous"] = bool(ambiguous)
         skin["ita_other_reading_deg"] = round(other["ita_deg"], 1) if ambiguous else None
@@ -1933,6 +1959,8 @@ def _calibrate(
         "scale_scene_white": None if scale_white is None else round(scale_white, 5),
         "vivid": round(float(vivid), 4),
         "other_reading_weight": round(w_other, 3),
+        "exposure_weight": round(w_exposure, 3),
+        "brightest_surface_albedo": None if brightest is None else round(brightest, 4),
     }
     return gains, skin, wb
 
@@ -2158,11 +2186,16 @@ def _exposure_albedo(image_linear: np.ndarray, cheek_raw: np.ndarray) -> tuple[f
     Returns:
         (cheek albedo, white point of the photo, linear).
     """
-    white = max(float(np.quantile(image_linear.mean(axis=2), WHITE_POINT_QUANTILE)), 1e-6)
+    white = _white_point(image_linear)
     raw = np.asarray(cheek_raw, np.float64).mean(axis=1)
     raw = raw[np.isfinite(raw)]
     level = float(np.median(raw)) if raw.size else white
     return WHITE_ALBEDO * level / white, white
+
+
+def _white_point(image_linear: np.ndarray) -> float:
+    """The photo's white point: its :data:`WHITE_POINT_QUANTILE` brightness (mean of the channels, linear)."""
+    return max(float(np.quantile(image_linear.mean(axis=2), WHITE_POINT_QUANTILE)), 1e-6)
 
 
 def scene_white(image_linear: np.ndarray, oval_poly: np.ndarray, skin_level: float) -> dict:
