@@ -954,6 +954,30 @@ def test_gray_wall_does_not_lighten_dark_skin(model, points, world, wall):
     assert app.metrics["white_balance"]["exposure_weight"] == 0.0
 
 
+def test_shadowed_lenses_are_no_sclera(model, points, world, results):
+    """Dark skin (ITA -50) behind sunglasses under one-sided light: the lens over the shadowed eye, divided by
+    its small shading, read as a bluish white brighter than the skin, and the cast taken from it lightened
+    the skin to ITA -19. Sclera pixels lit less than a quarter as much as a surface facing the camera are not
+    sampled (SCLERA_MIN_SHADING): the lenses give none, and the skin reads within 3 deg. The same scene
+    without the sunglasses reads as well (its eyes are in shadow too)."""
+    tiles = S.skin_tiles(model, SIZE, S.TONES["dark"])
+    scene = S.make_scene(
+        model,
+        points,
+        tiles,
+        S.lights()["one_sided"],
+        world["vertices"],
+        world["camera"],
+        world["visibility"],
+        occluder="sunglasses",
+    )
+    app = _appearance(model, points, scene.photo, scene.face)
+    assert app.metrics["sclera"]["pixels"] == 0
+    err = _errors(model, tiles, app)
+    assert abs(err["ita_err"]) < 3.0, err
+    assert abs(results("dark", "one_sided")[3]["ita_err"]) < 3.0
+
+
 def test_skin_chromaticity_fit_round_trip():
     for melanin in (0.03, 0.06, 0.11, 0.17, 0.25):
         truth = skin_albedo_linear(melanin, 0.02)

@@ -109,6 +109,11 @@ HIDDEN_EYE_GROW = 1.8
 """An eye judged hidden (no white where the sclera should be) is left out of the texture over its contour
 scaled by this about its centre: lids, lashes and the rim of the lens."""
 SCLERA_BRIGHTNESS_QUANTILES = (0.7, 0.95)
+SCLERA_MIN_SHADING = 0.25
+"""Sclera pixels whose shading (mean over the channels) is under this share of a surface's facing the
+camera are not sampled: a dark pixel divided by a small shading reads bright. Under one-sided light the lens
+of a pair of sunglasses over the shadowed eye read as a bluish white, and the cast taken from it lightened
+dark skin from ITA -50 to -19."""
 IRIS_EXCLUDE = 1.35
 """Pixels within this many iris radii of the iris centre are not sclera."""
 WHITE_POINT_QUANTILE = 0.995
@@ -1679,7 +1684,8 @@ def _sclera_samples(
     """Delighted colours of the visible sclera of each eye.
 
     Sclera pixels: the sclera meshes' pixels inside the detector's eye contour, away from the iris and from
-    occluders (:func:`occluder_mask`).
+    occluders (:func:`occluder_mask`), lit at least :data:`SCLERA_MIN_SHADING` as much as a surface facing
+    the camera.
 
     Returns:
         one ``(polygon (P, 2) photo pixels, samples (N, 3) linear albedo in the light's units)`` per eye.
@@ -1692,6 +1698,8 @@ def _sclera_samples(
     from facetwin.texture.delight import occluding_faces, shading_linear
 
     lm = np.asarray(landmarks, np.float64)[:, :2]
+    facing = cam.R.T @ np.array([0.0, 0.0, -1.0])  # head frame, towards the camera
+    least = SCLERA_MIN_SHADING * float(shading_linear(facing[None], None, sh)[0].mean())
     names = ("M_ScleraLeft", "M_ScleraRight")
     sclera_ids = [model.material_names.index(n) for n in names if n in model.material_names]
     eyes = []
@@ -1743,7 +1751,7 @@ def _sclera_samples(
         rr = np.einsum("nk,nkd->nd", b, ratio_v[model.faces[t]])
         shade = shading_linear(n, rr, sh)
         pix = image_linear[int(lo[1]) : int(lo[1]) + h, int(lo[0]) : int(lo[0]) + w][sel]
-        ok = shade.min(axis=1) > 1e-4
+        ok = (shade.min(axis=1) > 1e-4) & (shade.mean(axis=1) >= least)
         a = pix[ok] / shade[ok]
         eyes.append((poly, a[np.all(np.isfinite(a), axis=1) & (a.min(axis=1) > 0)]))
     return eyes
