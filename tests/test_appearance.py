@@ -928,6 +928,23 @@ def test_white_finds_a_vivid_photo_of_light_skin(vivid):
     assert wb["vivid"] == 1.0 and abs(skin["ita_deg"] - ita_degrees(dark)) < 5.0, (skin, wb)
 
 
+def _dark_skin_behind_sunglasses(model, points, world, light: str, **scene_kwargs):
+    """(true tiles, appearance) of dark skin (ITA -50) behind sunglasses under one of :func:`S.lights`."""
+    tiles = S.skin_tiles(model, SIZE, S.TONES["dark"])
+    scene = S.make_scene(
+        model,
+        points,
+        tiles,
+        S.lights()[light],
+        world["vertices"],
+        world["camera"],
+        world["visibility"],
+        occluder="sunglasses",
+        **scene_kwargs,
+    )
+    return tiles, _appearance(model, points, scene.photo, scene.face)
+
+
 @pytest.mark.parametrize("wall", [0.1, 0.45, 0.6])
 def test_gray_wall_does_not_lighten_dark_skin(model, points, world, wall):
     """Dark skin (ITA -50) behind sunglasses before a neutral gray wall (sRGB 0.45 or 0.6): the wall is
@@ -936,19 +953,7 @@ def test_gray_wall_does_not_lighten_dark_skin(model, points, world, wall):
     a near-black wall (sRGB 0.1) the photo's white point is the skin's lit side and the teeth: under the dark
     reading its brightest surface is an albedo of 0.22, no reason to rule that reading out
     (BRIGHTEST_SURFACE_RAMP)."""
-    tiles = S.skin_tiles(model, SIZE, S.TONES["dark"])
-    scene = S.make_scene(
-        model,
-        points,
-        tiles,
-        S.lights()["front_white"],
-        world["vertices"],
-        world["camera"],
-        world["visibility"],
-        occluder="sunglasses",
-        background_srgb=(wall, wall, wall),
-    )
-    app = _appearance(model, points, scene.photo, scene.face)
+    tiles, app = _dark_skin_behind_sunglasses(model, points, world, "front_white", background_srgb=(wall,) * 3)
     err = _errors(model, tiles, app)
     assert abs(err["ita_err"]) < ITA_ERR_MAX, err
     assert app.metrics["white_balance"]["exposure_weight"] == 0.0
@@ -960,18 +965,7 @@ def test_shadowed_lenses_are_no_sclera(model, points, world, results):
     the skin to ITA -19. Sclera pixels lit less than a quarter as much as a surface facing the camera are not
     sampled (SCLERA_MIN_SHADING): the lenses give none, and the skin reads within 3 deg. The same scene
     without the sunglasses reads as well (its eyes are in shadow too)."""
-    tiles = S.skin_tiles(model, SIZE, S.TONES["dark"])
-    scene = S.make_scene(
-        model,
-        points,
-        tiles,
-        S.lights()["one_sided"],
-        world["vertices"],
-        world["camera"],
-        world["visibility"],
-        occluder="sunglasses",
-    )
-    app = _appearance(model, points, scene.photo, scene.face)
+    tiles, app = _dark_skin_behind_sunglasses(model, points, world, "one_sided")
     assert app.metrics["sclera"]["pixels"] == 0
     err = _errors(model, tiles, app)
     assert abs(err["ita_err"]) < 3.0, err
