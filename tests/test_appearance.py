@@ -1392,7 +1392,13 @@ def test_crease_shadows_known_answers(model, world, monkeypatch):
 
     from facetwin.render.shade import vertex_normals
     from facetwin.texture import appearance
-    from facetwin.texture.appearance import CREASE_REACH_MM, SHADING_SLIP_RAMP, _crease_shadows, _shading_slip
+    from facetwin.texture.appearance import (
+        CREASE_REACH_MM,
+        SHADING_SLIP_RAMP,
+        _crease_shadows,
+        _shading_slip,
+        _steady,
+    )
     from facetwin.texture.delight import shading_linear, smoothstep, visibility_ratio
     from facetwin.texture.regions import landmark_uv
     from facetwin.texture.uvmap import tile_cm_per_uv, uv_raster
@@ -1442,9 +1448,25 @@ def test_crease_shadows_known_answers(model, world, monkeypatch):
     shading[idx] = lum
     tile = SimpleNamespace(raster=uvr, albedo=albedo, confidence=seen, shading=shading.reshape(size, size))
     keep = _crease_shadows(model, tile, exempt, reg.lips)
+    steady = _steady(model, tile)
     # Larger tiles are judged at a working size and the result enlarged: the same spots go and stay.
     monkeypatch.setattr(appearance, "CREASE_WORK_SIZE", 512)
     coarse = _crease_shadows(model, tile, exempt, reg.lips)
+    # So is the shading's steadiness: nearly the same texels lose their confidence.
+    steady_coarse = _steady(model, tile)
+    on = uvr.valid
+    low, low_coarse = on & (steady < 0.5), on & (steady_coarse < 0.5)
+
+    def beyond(a, b):
+        """Share of ``a``'s texels more than a millimetre from any of ``b``'s."""
+        near_b = cv2.dilate(b.astype(np.uint8), np.ones((2 * round(per_mm) + 1,) * 2, np.uint8)).astype(bool)
+        return float((a & ~near_b).sum() / max(a.sum(), 1))
+
+    print(f"\nsteadiness at half size: {np.abs(steady_coarse - steady)[on].mean():.4f} mean change; unsteady "
+          f"texels a millimetre from the other's: {beyond(low, low_coarse):.3f}, {beyond(low_coarse, low):.3f}")
+    assert np.abs(steady_coarse - steady)[on].mean() < 0.02 and low.sum() > 1000
+    # The coarse grid (1.7 texels a millimetre here, 6.8 for a 4096 tile) misses none and widens a little.
+    assert beyond(low, low_coarse) < 0.02 and beyond(low_coarse, low) < 0.1
     for where, went in ((nostril, True), (corner, True), (rim, True), (cheek, False), (freckle, False)):
         assert (coarse[where] < 0.3) == went, (where, coarse[where])
     far_from_corner = np.hypot(yy - 0.5 - corner[0], xx - 0.5 - corner[1]) > 3.0 * per_mm

@@ -1541,18 +1541,38 @@ def _unwrap(model, uvr, verts, normals, shade_v, sheen_v, cam, image_linear, cap
 def _steady(model, t: _Tile) -> np.ndarray:
     """(S, S) float32 in [0, 1]: how little the shading of the tile ``t`` changes within a slip
     (:func:`_shading_slip`, :data:`SHADING_SLIP_RAMP`); 1 off the surface. Taken only once the hair is
-    found (the first pass of a bearded face stops before it)."""
+    found (the first pass of a bearded face stops before it); tiles larger than :data:`CREASE_WORK_SIZE`
+    are judged at that size and the result enlarged (a millimetre is 7 texels there)."""
+    import cv2
+
     from facetwin.texture.complete import weighted_blur
 
-    uvr = t.raster
-    s = uvr.size
-    idx = np.flatnonzero(uvr.valid.ravel())
-    steady = np.ones(s * s, np.float32)
-    slip = _shading_slip(model, uvr, idx, t.shading.ravel()[idx].astype(np.float64))
+    size = t.raster.size
+    grid, shading, valid = _work_shading(t)
+    idx = np.flatnonzero(valid.ravel())
+    steady = np.ones(grid.size * grid.size, np.float32)
+    slip = _shading_slip(model, grid, idx, shading.ravel()[idx].astype(np.float64))
     steady[idx] = 1.0 - _smoothstep(slip, *SHADING_SLIP_RAMP)
     # The slip is a millimetre either way, and so is where the confidence falls: without the blur the
     # disc's plateaus cut small holes with hard edges, which a 4096 fill showed as blobs at the mouth's corners.
-    return weighted_blur(steady.reshape(s, s), uvr.valid, 0.5 * _slip_texels(model, uvr))
+    steady = weighted_blur(steady.reshape(grid.size, grid.size), valid, 0.5 * _slip_texels(model, grid))
+    if grid.size < size:
+        steady = cv2.resize(steady, (size, size), interpolation=cv2.INTER_LINEAR)
+    return steady
+
+
+def _work_shading(t: _Tile) -> tuple[_Grid, np.ndarray, np.ndarray]:
+    """The tile ``t``'s grid at :data:`CREASE_WORK_SIZE` at most, its shading there (the mean over the
+    surface within each working texel) and the working texels on the surface."""
+    import cv2
+
+    size, work = t.raster.size, min(t.raster.size, CREASE_WORK_SIZE)
+    grid = _Grid(size=work, tile=t.raster.tile)
+    if work == size:
+        return grid, t.shading, t.raster.valid
+    on = cv2.resize(t.raster.valid.astype(np.float32), (work, work), interpolation=cv2.INTER_AREA)
+    shading = cv2.resize(t.shading, (work, work), interpolation=cv2.INTER_AREA) / np.maximum(on, 1e-6)
+    return grid, shading, on > 0.5
 
 
 def _crease_shadows(model, t: _Tile, exempt=None, own=None) -> np.ndarray:
@@ -1576,21 +1596,17 @@ def _crease_shadows(model, t: _Tile, exempt=None, own=None) -> np.ndarray:
     luma = np.nan_to_num(t.albedo) @ np.array([0.2126, 0.7152, 0.0722], np.float32)
     log = np.log(np.maximum(luma, 1e-4))
     weight = np.where(np.isfinite(t.albedo[..., 0]), t.confidence, 0.0).astype(np.float32)
-    valid = t.raster.valid
     size = log.shape[0]
-    work = min(size, CREASE_WORK_SIZE)
-    shading, masks = t.shading, (exempt, own)
+    grid, shading, valid = _work_shading(t)
+    work, masks = grid.size, (exempt, own)
     if work < size:
         # The spots are a millimetre across, 10 texels at the working size: judged there and enlarged.
         def shrink(x):
             return cv2.resize(np.ascontiguousarray(x, np.float32), (work, work), interpolation=cv2.INTER_AREA)
 
-        on = shrink(valid)
-        shading = shrink(shading) / np.maximum(on, 1e-6)
         log = shrink(log * weight) / np.maximum(shrink(weight), 1e-6)
-        weight, valid = shrink(weight), on > 0.5
+        weight = shrink(weight)
         masks = tuple(None if m is None else shrink(m) > 0.5 for m in masks)
-    grid = _Grid(size=work, tile=t.raster.tile)
     idx = np.flatnonzero(valid.ravel())
     near = np.zeros(work * work, np.float32)
     slip = _shading_slip(model, grid, idx, shading.ravel()[idx], CREASE_REACH_MM)
