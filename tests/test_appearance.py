@@ -1409,7 +1409,9 @@ def test_crease_shadows_known_answers(model, world, monkeypatch):
     beside the fitted crease, and loses its confidence, as do one on the lips at the mouth's corner and a
     bright one (+0.45, a lit rim) beside the other nostril; the dark spot on the cheek, far from any crease,
     is a mole and keeps it, as does a freckle (-0.3) beside a nostril; the lips (a third as light as the
-    skin) keep theirs, and so does the skin beside them."""
+    skin) keep theirs, and so does the skin beside them. A shadow filling the other corner of the mouth
+    (-1.3 log, 3 mm across), which measured against the lips around it passes, goes against the lips away
+    from their corners."""
     from types import SimpleNamespace
 
     from facetwin.render.shade import vertex_normals
@@ -1457,11 +1459,13 @@ def test_crease_shadows_known_answers(model, world, monkeypatch):
     skin = ~(exempt | reg.lips)
     nostril, freckle, corner = spot_beside(35, skin), spot_beside(31, skin), spot_beside(54, reg.lips)
     rim = spot_beside(33, skin & (np.hypot(yy - 0.5 - freckle[0], xx - 0.5 - freckle[1]) > 3.0 * per_mm))
+    recess = spot_beside(48, reg.mouth_corners)
     assert near[cheek] < 0.01
     darkening = np.zeros((size, size))
-    for (r, c), depth in ((nostril, 1.5), (cheek, 1.5), (freckle, 0.3), (corner, 1.5), (rim, -0.45)):
+    spots = ((nostril, 1.5, 0.5), (cheek, 1.5, 0.5), (freckle, 0.3, 0.5), (corner, 1.5, 0.5), (rim, -0.45, 0.5))
+    for (r, c), depth, sigma_mm in spots + ((recess, 1.3, 4.0),):
         d2 = (yy - 0.5 - r) ** 2 + (xx - 0.5 - c) ** 2
-        darkening += depth * np.exp(-d2 / (2.0 * (0.5 * per_mm) ** 2))
+        darkening += depth * np.exp(-d2 / (2.0 * (sigma_mm * per_mm) ** 2))
     albedo = skin_albedo_linear(0.06, 0.015) * np.exp(-darkening)[..., None]
     albedo[reg.lips] *= 0.3
     albedo = np.where(uvr.valid[..., None], albedo, np.nan).astype(np.float32)
@@ -1469,11 +1473,12 @@ def test_crease_shadows_known_answers(model, world, monkeypatch):
     shading = np.zeros(size * size, np.float32)
     shading[idx] = lum
     tile = SimpleNamespace(raster=uvr, albedo=albedo, confidence=seen, shading=shading.reshape(size, size))
-    keep = _crease_shadows(model, tile, exempt, reg.lips)
+    keep = _crease_shadows(model, tile, exempt, reg.lips, reg.mouth_corners)
+    no_corners = _crease_shadows(model, tile, exempt, reg.lips)
     steady = _steady(model, tile)
     # Larger tiles are judged at a working size and the result enlarged: the same spots go and stay.
     monkeypatch.setattr(appearance, "CREASE_WORK_SIZE", 512)
-    coarse = _crease_shadows(model, tile, exempt, reg.lips)
+    coarse = _crease_shadows(model, tile, exempt, reg.lips, reg.mouth_corners)
     # So is the shading's steadiness: nearly the same texels lose their confidence.
     steady_coarse = _steady(model, tile)
     on = uvr.valid
@@ -1489,21 +1494,26 @@ def test_crease_shadows_known_answers(model, world, monkeypatch):
     assert np.abs(steady_coarse - steady)[on].mean() < 0.02 and low.sum() > 1000
     # The coarse grid (1.7 texels a millimetre here, 6.8 for a 4096 tile) misses none and widens a little.
     assert beyond(low, low_coarse) < 0.02 and beyond(low_coarse, low) < 0.1
-    for where, went in ((nostril, True), (corner, True), (rim, True), (cheek, False), (freckle, False)):
-        assert (coarse[where] < 0.3) == went, (where, coarse[where])
+    went = {nostril: True, corner: True, rim: True, recess: True, cheek: False, freckle: False}
+    for where, gone in went.items():
+        assert (coarse[where] < 0.3) == gone, (where, coarse[where])
     far_from_corner = np.hypot(yy - 0.5 - corner[0], xx - 0.5 - corner[1]) > 3.0 * per_mm
+    far_from_recess = np.hypot(yy - 0.5 - recess[0], xx - 0.5 - recess[1]) > 12.0 * per_mm
+    far_from_corner &= far_from_recess
     inner = ~cv2.dilate((~reg.lips).astype(np.uint8), np.ones((9, 9))).astype(bool)
     assert coarse[reg.lips & inner & far_from_corner].min() > 0.9
     print(
         f"\nkept: nostril's shadow {keep[nostril]:.3f}, mouth corner's {keep[corner]:.3f}, lit rim"
-        f" {keep[rim]:.3f}, mole {keep[cheek]:.3f}, freckle {keep[freckle]:.3f}"
+        f" {keep[rim]:.3f}, mole {keep[cheek]:.3f}, freckle {keep[freckle]:.3f}; shadowed corner"
+        f" {keep[recess]:.3f} ({no_corners[recess]:.3f} against the lips around it)"
     )
-    assert keep[nostril] < 0.05 and keep[corner] < 0.05 and keep[rim] < 0.05
+    assert keep[nostril] < 0.05 and keep[corner] < 0.05 and keep[rim] < 0.05 and keep[recess] < 0.05
+    assert no_corners[recess] > 0.5
     assert keep[cheek] > 0.99 and keep[freckle] > 0.95
     # The skin's reference leaves the dark lips out, so the skin beside them does not read as bright.
     r = round(per_mm)
     ring = cv2.dilate(reg.lips.astype(np.uint8), np.ones((2 * r + 1, 2 * r + 1))).astype(bool)
-    ring &= skin
+    ring &= skin & far_from_recess
     assert keep[reg.lips & far_from_corner].min() == 1.0 and keep[ring & uvr.valid].min() > 0.95
 
 

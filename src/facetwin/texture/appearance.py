@@ -986,7 +986,9 @@ def _estimate(model, photo, face, fit, points, texture_size, options, exclude) -
     t0 = time.perf_counter()
     for tile, t in tiles.items():
         if tile == 0:
-            t.confidence *= _steady(model, t) * _crease_shadows(model, t, reg.eyes | reg.brows | reg.lids, reg.lips)
+            t.confidence *= _steady(model, t) * _crease_shadows(
+                model, t, reg.eyes | reg.brows | reg.lids, reg.lips, reg.mouth_corners
+            )
         else:
             t.confidence *= _steady(model, t) * _crease_shadows(model, t)
     seconds["creases"] = time.perf_counter() - t0
@@ -1581,7 +1583,7 @@ def _work_shading(t: _Tile) -> tuple[_Grid, np.ndarray, np.ndarray]:
     return grid, shading, on > 0.5
 
 
-def _crease_shadows(model, t: _Tile, exempt=None, own=None) -> np.ndarray:
+def _crease_shadows(model, t: _Tile, exempt=None, own=None, corners=None) -> np.ndarray:
     """(S, S) float32 in [0, 1]: 0 on texels of the tile ``t`` that hold a crease's shading seen beside the
     fitted crease, 1 elsewhere: near a crease (the shading changes by :data:`SHADING_SLIP_RAMP` within
     :data:`CREASE_REACH_MM`) and far darker or brighter than the skin around them
@@ -1596,6 +1598,9 @@ def _crease_shadows(model, t: _Tile, exempt=None, own=None) -> np.ndarray:
         own: (S, S) bool, or None: a feature of its own colour (the lips), measured against itself and only
             for spots darker than it (the shadow in a smiling mouth's corners): the skin of its margin is
             brighter than it by nature.
+        corners: (S, S) bool, or None: the parts of ``own`` where it meets itself in a recess the model
+            lacks (the lips' corners), whose shadow can fill the whole neighbourhood a texel is measured
+            against: there the feature's median away from them counts too, where enough of it is seen.
     """
     import cv2
 
@@ -1604,7 +1609,7 @@ def _crease_shadows(model, t: _Tile, exempt=None, own=None) -> np.ndarray:
     weight = np.where(np.isfinite(t.albedo[..., 0]), t.confidence, 0.0).astype(np.float32)
     size = log.shape[0]
     grid, shading, valid = _work_shading(t)
-    work, masks = grid.size, (exempt, own)
+    work, masks = grid.size, (exempt, own, corners)
     if work < size:
         # The spots are a millimetre across, 10 texels at the working size: judged there and enlarged.
         def shrink(x):
@@ -1634,10 +1639,10 @@ class _Grid(NamedTuple):
     tile: int
 
 
-def _crease_spots(log, weight, near, exempt, own, slip_texels: float) -> np.ndarray:
+def _crease_spots(log, weight, near, exempt, own, corners, slip_texels: float) -> np.ndarray:
     """:func:`_crease_shadows` on one grid, before the exempt texels are set back to 1: ``log`` (S, S) log
-    luminance, ``weight`` its confidence, ``near`` in [0, 1] how near a crease each texel is, ``exempt`` and
-    ``own`` as there, ``slip_texels`` :data:`SHADING_SLIP_MM` in texels."""
+    luminance, ``weight`` its confidence, ``near`` in [0, 1] how near a crease each texel is, ``exempt``,
+    ``own`` and ``corners`` as there, ``slip_texels`` :data:`SHADING_SLIP_MM` in texels."""
     import cv2
 
     from facetwin.texture.complete import weighted_blur
@@ -1652,8 +1657,14 @@ def _crease_spots(log, weight, near, exempt, own, slip_texels: float) -> np.ndar
     darker = weighted_blur(log, np.where(apart, 0.0, weight), sigma) - log
     spot = np.maximum(_smoothstep(darker, *CREASE_DARKER_RAMP), _smoothstep(-darker, *CREASE_BRIGHTER_RAMP))
     if own is not None:
-        darker_own = weighted_blur(log, np.where(own, weight, 0.0), sigma) - log
-        spot = np.where(own, _smoothstep(darker_own, *CREASE_DARKER_RAMP), spot)
+        around = weighted_blur(log, np.where(own, weight, 0.0), sigma)
+        if corners is not None:
+            # smiling_woman's mouth corners were dark over 3-4 mm, lips and skin alike: measured against
+            # themselves, they passed and the fill spread them into dark blobs at both corners.
+            rest = own & ~corners & (weight > 0.5)
+            if rest.sum() >= corners.sum() > 0:
+                around = np.where(corners, np.maximum(around, float(np.median(log[rest]))), around)
+        spot = np.where(own, _smoothstep(around - log, *CREASE_DARKER_RAMP), spot)
     keep = (1.0 - spot * near).astype(np.float32)
     # Exempt texels are no spots, so their rims do not spread onto the skin.
     if exempt is not None:

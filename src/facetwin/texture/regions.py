@@ -32,6 +32,9 @@ CHEEK_SHRINK = 0.6
 """Cheek polygons scaled by this about their centroid, so they stay clear of eyes, nose, mouth and jaw."""
 CORE_LIFT = 0.8
 """The core region reaches this many brow-to-eye distances above the brows (the lower forehead)."""
+MOUTH_CORNER_MARGIN_UV = 0.015
+"""The lips' corners: the segment from each inner lip corner to the outer one (landmarks 60-48, 64-54),
+widened by this (about 3 mm)."""
 BEARD_BELOW_JAW_UV = 0.02
 """The beard region reaches this far past the jaw line (about 4 mm): beards go on under the chin."""
 
@@ -43,6 +46,8 @@ _NOSTRILS = (31, 32, 33, 34, 35)
 _CHEEKS = ((1, 2, 3, 4, 48, 31, 39, 40, 41, 36), (15, 14, 13, 12, 54, 35, 42, 47, 46, 45))
 # Each brow, outer to inner end, then its eye's upper lid from the inner corner to the outer one.
 _LIDS = ((17, 18, 19, 20, 21, 39, 38, 37, 36), (26, 25, 24, 23, 22, 42, 43, 44, 45))
+# Each inner lip corner with the outer one beside it.
+_MOUTH_CORNERS = ((60, 48), (64, 54))
 # Jaw 1-15 (from below one ear to below the other), then the nose's base 35-31.
 _BEARD = tuple(range(1, 16)) + (35, 34, 33, 32, 31)
 
@@ -64,6 +69,8 @@ class FaceRegions:
             features left out.
         lids: the upper lids and the skin up to the brows, features left out: skin, but where eye shadow
             (make-up) is worn, so a dark patch there may be colour rather than shading.
+        mouth_corners: the lips' two corners (:data:`MOUTH_CORNER_MARGIN_UV`), within the lips: where they
+            meet in a recess the model's lips, meeting in an edge, do not have.
     """
 
     eyes: np.ndarray
@@ -74,6 +81,7 @@ class FaceRegions:
     core: np.ndarray
     beard: np.ndarray
     lids: np.ndarray
+    mouth_corners: np.ndarray
 
     @property
     def features(self) -> np.ndarray:
@@ -169,9 +177,14 @@ def _face_regions(sha: str, size: int, key: _Key) -> FaceRegions:
     cv2.fillPoly(core, [np.round((core_pts - 0.5) * 256).astype(np.int32)], 1, shift=8)
     beard = widen(poly(_BEARD), BEARD_BELOW_JAW_UV)
     lids = widen(poly(_LIDS[0]) | poly(_LIDS[1]), EYE_MARGIN_UV)
-    masks = [m.astype(bool) for m in (eyes, brows, lips, nostrils, cheeks, core, beard, lids)]
+    corners = np.zeros((size, size), np.uint8)
+    for inner, outer in _MOUTH_CORNERS:
+        pts = np.round((xy[[inner, outer]] - 0.5) * 256).astype(np.int32)
+        cv2.polylines(corners, [pts], False, 1, thickness=1, lineType=cv2.LINE_8, shift=8)
+    corners = widen(corners, MOUTH_CORNER_MARGIN_UV) & lips
+    masks = [m.astype(bool) for m in (eyes, brows, lips, nostrils, cheeks, core, beard, lids, corners)]
     features = masks[0] | masks[1] | masks[2] | masks[3]
-    for m in masks[4:]:
+    for m in masks[4:8]:
         m &= ~features
     for m in masks:
         m.setflags(write=False)
