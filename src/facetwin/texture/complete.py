@@ -6,14 +6,9 @@ saw it), the tile's left-right mirror map (:func:`facetwin.texture.uvmap.mirror_
 on the surface:
 
 1. Mirror. ``M`` and ``c_m`` are the texture and the confidence at each texel's mirror image, sampled
-   bilinearly, with each texel weighted by its confidence. The mirror is brought to the level of the own
-   side first: ``M`` is multiplied by ``exp(L)``, with ``L`` the log ratio ``log T - log M`` averaged (a
-   Gaussian of :data:`MIRROR_LEVEL_SIGMA_UV`, and one four times as wide where that has few) over the
-   texels seen on both sides, weighted by ``c c_m``, and shrunk to 0 where few are
-   (:data:`MIRROR_LEVEL_PRIOR`): a side left darker by shading the light did not explain would otherwise
-   show the other side's level in every hole, a patch. Own and mirrored
-   are blended where the own confidence is low: ``B = (c T + (1 - c) c_m M) / (c + (1 - c) c_m)``, with
-   combined confidence ``c_b = c + (1 - c) c_m``.
+   bilinearly, with each texel weighted by its confidence. Own and mirrored are blended where the own
+   confidence is low: ``B = (c T + (1 - c) c_m M) / (c + (1 - c) c_m)``, with combined confidence
+   ``c_b = c + (1 - c) c_m``.
 2. Fill. Texels with ``c_b >= known_threshold`` keep ``B``. On the others, the unknown region ``U``, the
    output ``F`` minimises (with ``F = B`` on the known texels, sums over 4-neighbour edges of valid texels)
    ``sum (F_i - F_j - g_ij)^2 + sum over U of mu_u (F_u - G_u)^2``. The guidance
@@ -47,17 +42,6 @@ KNOWN_THRESHOLD = 0.5
 FALLBACK_DECAY_UV = 0.1
 """Distance, as a fraction of the tile (about 2 cm on the face), over which the fill relaxes to the
 fallback tone where neither side was seen."""
-MIRROR_LEVEL_SIGMA_UV = 0.025
-"""Gaussian scale (a fraction of the tile, about 5 mm on the face) over which the own side's level is
-compared with the mirror's (stage 1): coarser than a mark, so the mirror keeps its detail. Into holes
-wider than it the comparison four times as wide is carried on."""
-MIRROR_LEVEL_PRIOR = 0.02
-"""Share of a Gaussian's texels seen on both sides at which its comparison counts half: the fine one gives
-way to the wide one where it has fewer, and the correction fades where even the wide one has few."""
-MIRROR_LEVEL_MAX_LOG = 1.0
-"""The level correction is at most this natural-log factor either way."""
-MIRROR_LEVEL_WORK_SIZE = 512
-"""Larger tiles find the level on a grid of this size (about 0.4 mm a texel) and enlarge it."""
 SOLVE_SIZE = 256
 """Largest grid on which the correction is solved exactly. 512 gives a sharper correction at about 2 s
 more (sparse LU)."""
@@ -114,9 +98,8 @@ class Completion:
 
 
 @numba.njit(cache=True, parallel=True)
-def _mirror_blend(texture, conf, valid, mirror, gain, own_weight, blended, c_b):  # pragma: no cover - compiled
-    """Stage 1: ``B`` and ``c_b`` from the own texel and the bilinear, confidence-weighted mirror sample
-    times ``gain`` (S, S, 3), the own texel counting ``own_weight`` (1; 0 for ``M`` and ``c_m`` alone).
+def _mirror_blend(texture, conf, valid, mirror, blended, c_b):  # pragma: no cover - compiled
+    """Stage 1: ``B`` and ``c_b`` from the own texel and the bilinear, confidence-weighted mirror sample.
 
     ``conf`` is 0 off the surface, so those texels are never read; off the surface both outputs are 0.
     """
@@ -124,7 +107,7 @@ def _mirror_blend(texture, conf, valid, mirror, gain, own_weight, blended, c_b):
     for i in numba.prange(h):
         acc = np.zeros(3)
         for j in range(w):
-            c = conf[i, j] * own_weight
+            c = conf[i, j]
             acc[:] = 0.0
             total = 0.0
             if not valid[i, j]:
@@ -147,7 +130,7 @@ def _mirror_blend(texture, conf, valid, mirror, gain, own_weight, blended, c_b):
                         if wgt > 0.0:
                             total += wgt
                             for k in range(3):
-                                acc[k] += wgt * texture[ii, jj, k] * gain[i, j, k]
+                                acc[k] += wgt * texture[ii, jj, k]
             # (1 - c) c_m M = (1 - c) acc, since M = acc / c_m with c_m = total.
             cb = c + (1.0 - c) * total
             c_b[i, j] = cb
@@ -445,7 +428,7 @@ def complete_texture(
     c = np.where(ok, conf, 0.0).astype(np.float32)
     blended = np.empty_like(tex)
     c_b = np.empty_like(c)
-    _mirror_blend(tex, c, ok, mir, _mirror_level(tex, c, ok, mir), 1.0, blended, c_b)
+    _mirror_blend(tex, c, ok, mir, blended, c_b)
     out = np.empty_like(tex)
     if np.any(ok & (c_b < known_threshold)):
         h = _correction(
@@ -455,47 +438,6 @@ def complete_texture(
         h = np.zeros_like(tex)
     _compose(blended, c_b, ok, h, known_threshold, fb, out)
     return Completion(texture_linear=out, confidence=c_b)
-
-
-def _mirror_level(tex: np.ndarray, c: np.ndarray, valid: np.ndarray, mirror: np.ndarray) -> np.ndarray:
-    """(S, S, 3) float32 factor bringing the mirrored texture to the own side's level (stage 1 of the
-    module docstring); 1 where no texel near is seen on both sides. The level is smooth: it is found on a
-    grid of :data:`MIRROR_LEVEL_WORK_SIZE` at most and enlarged."""
-    import cv2
-
-    size = c.shape[0]
-    ones = np.ones_like(tex)
-    mirrored = np.empty_like(tex)
-    c_m = np.empty_like(c)
-    _mirror_blend(tex, c, valid, mirror, ones, 0.0, mirrored, c_m)
-    both = (c * c_m).astype(np.float32)
-    if not both.any():
-        return ones
-    work = min(size, MIRROR_LEVEL_WORK_SIZE)
-
-    def shrink(x):
-        return cv2.resize(x, (work, work), interpolation=cv2.INTER_AREA).reshape(work, work, -1)
-
-    weight = shrink(both)
-    own = shrink(np.where(both[..., None] > 0.0, tex, 0.0) * both[..., None])
-    other = shrink(mirrored * both[..., None])
-    seen = weight[..., 0] > 0.0
-    ratio = np.zeros((work, work, 3), np.float32)
-    ratio[seen] = np.log(np.maximum(own[seen], 1e-6)) - np.log(np.maximum(other[seen], 1e-6))
-    fine, wide = (_shrunk_mean(ratio, weight[..., 0], k * MIRROR_LEVEL_SIGMA_UV * work) for k in (1.0, 4.0))
-    level = (fine[0] * fine[1] + wide[0] * (1.0 - fine[1])) * wide[1]
-    gain = np.exp(np.clip(level, -MIRROR_LEVEL_MAX_LOG, MIRROR_LEVEL_MAX_LOG)).astype(np.float32)
-    if work < size:
-        gain = cv2.resize(gain, (size, size), interpolation=cv2.INTER_LINEAR)
-    return gain
-
-
-def _shrunk_mean(x: np.ndarray, weight: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
-    """The Gaussian mean of (S, S, C) ``x`` weighted by ``weight`` (S, S), and how much to trust it,
-    ``b / (b + MIRROR_LEVEL_PRIOR)`` with ``b`` the Gaussian mean of the weight, (S, S, 1)."""
-    share = gaussian_blur(weight, sigma)[..., None]
-    mean = gaussian_blur(x * weight[..., None], sigma) / np.maximum(share, 1e-6)
-    return mean, share / (share + MIRROR_LEVEL_PRIOR)
 
 
 def drop_islands(confidence: np.ndarray, min_texels: int, threshold: float = KNOWN_THRESHOLD) -> np.ndarray:
