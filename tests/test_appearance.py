@@ -1824,10 +1824,20 @@ def test_overlay_covers_the_skin_seen(model, results):
 
 def test_face_regions(model):
     reg = face_regions(model, 128)
-    for m in (reg.eyes, reg.brows, reg.lips, reg.nostrils, reg.cheeks, reg.core, reg.beard, reg.lids):
+    every = (reg.eyes, reg.brows, reg.lips, reg.nostrils, reg.cheeks, reg.core, reg.beard, reg.lids)
+    for m in every + (reg.mouth_corners,):
         assert m.shape == (128, 128) and m.dtype == bool and m.any()
     for m in (reg.cheeks, reg.core, reg.beard, reg.lids):
         assert not (m & reg.features).any()
+    # The mouth's corners are two patches of the lips, one at each end, clear of the lips' middle.
+    from facetwin.texture.regions import MOUTH_CORNER_MARGIN_UV
+
+    assert not (reg.mouth_corners & ~reg.lips).any()
+    assert cv2.connectedComponents(reg.mouth_corners.astype(np.uint8))[0] - 1 == 2
+    cols = np.nonzero(reg.lips.any(axis=0))[0]
+    middle = (cols.min() + cols.max()) / 2.0
+    reach = np.abs(np.nonzero(reg.mouth_corners.any(axis=0))[0] - middle).min()
+    assert reach > 0.5 * (cols.max() - cols.min()) / 2.0 - MOUTH_CORNER_MARGIN_UV * 128
     # The beard region reaches from the jaw's second landmarks (below the ears) to past the chin's.
     from facetwin.texture.regions import BEARD_BELOW_JAW_UV, landmark_uv
 
@@ -1837,7 +1847,7 @@ def test_face_regions(model):
     assert rows.max() > lm_rows[8] + 0.5 * BEARD_BELOW_JAW_UV * 128
     # Each size is drawn at its own resolution, and the sizes agree but for a texel at the edges.
     big, small = face_regions(model, 1024), face_regions(model, 512)
-    for name in ("eyes", "brows", "lips", "nostrils", "cheeks", "core", "beard", "lids"):
+    for name in ("eyes", "brows", "lips", "nostrils", "cheeks", "core", "beard", "lids", "mouth_corners"):
         b = cv2.resize(getattr(big, name).astype(np.float32), (512, 512), interpolation=cv2.INTER_AREA)
         s = getattr(small, name)
         grown, shrunk = (f(s.astype(np.uint8), np.ones((3, 3), np.uint8)) for f in (cv2.dilate, cv2.erode))

@@ -161,12 +161,15 @@ def _face_regions(sha: str, size: int, key: _Key) -> FaceRegions:
             out[y0:y1, x0:x1] = far <= r
         return out
 
+    def lines(groups) -> np.ndarray:
+        mask = np.zeros((size, size), np.uint8)
+        for ids in groups:
+            pts = np.round((xy[list(ids)] - 0.5) * 256).astype(np.int32)
+            cv2.polylines(mask, [pts], False, 1, thickness=1, lineType=cv2.LINE_8, shift=8)
+        return mask
+
     eyes = widen(poly(_EYES[0]) | poly(_EYES[1]), EYE_MARGIN_UV)
-    brows = np.zeros((size, size), np.uint8)
-    for ids in _BROWS:
-        pts = np.round((xy[list(ids)] - 0.5) * 256).astype(np.int32)
-        cv2.polylines(brows, [pts], False, 1, thickness=1, lineType=cv2.LINE_8, shift=8)
-    brows = widen(brows, BROW_HALF_WIDTH_UV)
+    brows = widen(lines(_BROWS), BROW_HALF_WIDTH_UV)
     lips = widen(poly(_LIPS), LIP_MARGIN_UV)
     nostrils = widen(poly(_NOSTRILS), NOSTRIL_MARGIN_UV)
     cheeks = poly(_CHEEKS[0], CHEEK_SHRINK) | poly(_CHEEKS[1], CHEEK_SHRINK)
@@ -177,11 +180,7 @@ def _face_regions(sha: str, size: int, key: _Key) -> FaceRegions:
     cv2.fillPoly(core, [np.round((core_pts - 0.5) * 256).astype(np.int32)], 1, shift=8)
     beard = widen(poly(_BEARD), BEARD_BELOW_JAW_UV)
     lids = widen(poly(_LIDS[0]) | poly(_LIDS[1]), EYE_MARGIN_UV)
-    corners = np.zeros((size, size), np.uint8)
-    for inner, outer in _MOUTH_CORNERS:
-        pts = np.round((xy[[inner, outer]] - 0.5) * 256).astype(np.int32)
-        cv2.polylines(corners, [pts], False, 1, thickness=1, lineType=cv2.LINE_8, shift=8)
-    corners = widen(corners, MOUTH_CORNER_MARGIN_UV) & lips
+    corners = widen(lines(_MOUTH_CORNERS), MOUTH_CORNER_MARGIN_UV) & lips
     masks = [m.astype(bool) for m in (eyes, brows, lips, nostrils, cheeks, core, beard, lids, corners)]
     features = masks[0] | masks[1] | masks[2] | masks[3]
     for m in masks[4:8]:
