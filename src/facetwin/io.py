@@ -305,6 +305,8 @@ def encode_png(image: np.ndarray, bits: int = 8) -> bytes:
         if np.isnan(a).any():
             raise ValueError("image: NaN values")
         out = np.round(np.clip(a, 0.0, 1.0) * top).astype(dtype)
+    elif a.dtype == dtype:
+        out = a
     elif a.dtype in (np.uint8, np.uint16):
         out = np.round(a.astype(np.float64) * (top / np.iinfo(a.dtype).max)).astype(dtype)
     else:

@@ -719,19 +719,43 @@ def estimate_appearance(
         ValueError: bad texture size or image.
         FacetwinError: no skin pixel to fit.
     """
+    from facetwin.frames import srgb_to_linear
+    from facetwin.texture.uvmap import MAX_SIZE
+
+    if int(texture_size) != texture_size or not 64 <= texture_size <= MAX_SIZE:
+        raise ValueError(f"texture_size: expected an integer in [64, {MAX_SIZE}], got {texture_size!r}")
+    img_srgb = np.asarray(photo.image_srgb, np.float32)
+    if img_srgb.ndim != 3 or img_srgb.shape[2] != 3:
+        raise ValueError(f"photo.image_srgb: expected (H, W, 3), got {img_srgb.shape}")
     if points is None:
         from facetwin.fit.correspondence import landmark_correspondence
 
         points = landmark_correspondence(model)
-    first = _estimate(model, photo, face, fit, points, texture_size, options, exclude=None)
+    t0 = time.perf_counter()
+    monotone = bool(photo.grayscale) or is_monotone(img_srgb)
+    image_linear = srgb_to_linear(img_srgb)
+    if monotone:
+        gray = image_linear @ np.array([0.2126, 0.7152, 0.0722], np.float32)
+        image_linear = np.repeat(gray[..., None], 3, axis=2)
+    prepared = _Prepared(image_linear, monotone, time.perf_counter() - t0)
+    first = _estimate(model, prepared, face, fit, points, int(texture_size), options, exclude=None)
     if isinstance(first, Appearance):
         first.metrics["refit_without_hair"] = False
         return first
-    app = _estimate(model, photo, face, fit, points, texture_size, options, exclude=first.pixels)
+    app = _estimate(model, prepared, face, fit, points, int(texture_size), options, exclude=first.pixels)
     app.metrics["refit_without_hair"] = True
     app.metrics["hair_fraction_beard_region"] = first.fraction
     app.metrics["seconds"]["first_pass"] = round(first.seconds, 3)
     return app
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """The photo as every pass of :func:`_estimate` reads it."""
+
+    image_linear: np.ndarray  # (H, W, 3) float32 linear; gray in all three channels when monotone
+    monotone: bool  # grayscale or toned (:func:`is_monotone`)
+    seconds: float  # taken to prepare it (counted in each pass's "prepare")
 
 
 @dataclass(frozen=True)
@@ -743,14 +767,14 @@ class _HairFound:
     seconds: float  # the first pass's
 
 
-def _estimate(model, photo, face, fit, points, texture_size, options, exclude) -> Appearance | _HairFound:
+def _estimate(model, prepared, face, fit, points, size, options, exclude) -> Appearance | _HairFound:
     """:func:`estimate_appearance`'s one pass: with ``exclude`` None, it stops with :class:`_HairFound`
     right after the hair step where there is much hair; with the crop's pixels to leave out of the
     photometric fit, it runs to the end."""
     import cv2
 
     from facetwin.fit.photometric import face_oval_px, landmark_polygon, refine_photometric
-    from facetwin.frames import linear_to_srgb, srgb_to_linear
+    from facetwin.frames import linear_to_srgb
     from facetwin.render.shade import vertex_normals
     from facetwin.texture.complete import (
         add_skin_detail,
@@ -770,22 +794,10 @@ def _estimate(model, photo, face, fit, points, texture_size, options, exclude) -
     )
     from facetwin.texture.hair import hair_cover
     from facetwin.texture.regions import face_regions
-    from facetwin.texture.uvmap import MAX_SIZE, mirror_texels, tile_cm_per_uv, uv_raster
+    from facetwin.texture.uvmap import mirror_texels, tile_cm_per_uv, uv_raster
 
-    if int(texture_size) != texture_size or not 64 <= texture_size <= MAX_SIZE:
-        raise ValueError(f"texture_size: expected an integer in [64, {MAX_SIZE}], got {texture_size!r}")
-    size = int(texture_size)
-    img_srgb = np.asarray(photo.image_srgb, np.float32)
-    if img_srgb.ndim != 3 or img_srgb.shape[2] != 3:
-        raise ValueError(f"photo.image_srgb: expected (H, W, 3), got {img_srgb.shape}")
-    seconds: dict[str, float] = {}
-    t0 = time.perf_counter()
-    monotone = bool(photo.grayscale) or is_monotone(img_srgb)
-    image_linear = srgb_to_linear(img_srgb)
-    if monotone:
-        gray = image_linear @ np.array([0.2126, 0.7152, 0.0722], np.float32)
-        image_linear = np.repeat(gray[..., None], 3, axis=2)
-    seconds["prepare"] = time.perf_counter() - t0
+    image_linear, monotone = prepared.image_linear, prepared.monotone
+    seconds: dict[str, float] = {"prepare": prepared.seconds}
 
     t0 = time.perf_counter()
     phot = refine_photometric(
