@@ -27,6 +27,7 @@ from facetwin.texture.appearance import (
     SCENE_WHITE_ALBEDO,
     SCLERA_ALBEDO_LINEAR,
     WHITE_ALBEDO,
+    _brow_plausibility,
     _calibrate,
     _fit_chromaticity,
     _patch_colour,
@@ -717,6 +718,56 @@ def test_plausibility_known_answers():
     chroma, bright = _plausibility(texels, tone)
     np.testing.assert_allclose(chroma[0], [1, 1, 1, 1, 0, 0], atol=1e-6)
     np.testing.assert_allclose(bright[0, [0, 1, 2, 3, 5]], [1, 1, 1, 0, 0], atol=1e-6)
+
+
+def test_brow_plausibility_known_answers():
+    """In the brows, hairs darker than the skin are kept whatever their colour (brown, gray, red), and so is
+    the skin between them, lit or more saturated; skin lighter than the tone and whiter (a highlight) goes,
+    as does anything far lighter, or a missing texel."""
+    tone = np.asarray(skin_albedo_linear(0.1, 0.02), np.float32)
+    gray = np.full(3, float(tone.mean()), np.float32)
+    texels = np.stack(
+        [
+            tone,  # skin
+            0.25 * tone,  # brown hair
+            0.3 * gray,  # gray hair
+            np.array([0.12, 0.04, 0.02], np.float32),  # red hair
+            1.3 * tone,  # lit skin, the skin's colour
+            1.3 * tone**1.4 / float(np.exp(np.log(tone).mean() * 0.4)),  # lit by a warm light: more saturated
+            1.25 * (0.3 * tone + 0.7 * gray),  # the brow ridge's highlight: whitened and a little lighter
+            2.5 * tone,  # far lighter, the skin's colour
+            np.full(3, np.nan, np.float32),
+        ]
+    )[None].astype(np.float32)
+    p = _brow_plausibility(texels, tone)[0]
+    np.testing.assert_allclose(p[:6], 1.0, atol=1e-6)
+    np.testing.assert_array_equal(p[6:], 0.0)
+
+
+def test_brow_ridge_highlight_is_not_in_the_albedo(model, points, photos_dir):
+    """woman_three_quarter.png: the far brow ridge catches the key light, bluish white in the photo (blue over
+    red 0.27 against the cheek's 0.13). The brows are left out of the shine's removal (hairs are not skin):
+    held to the skin's colour where lighter and whiter than it (:func:`_brow_plausibility`), the highlight is
+    filled instead of mirrored onto both brows as pale patches. Measured at 512 over the cheeks' median (log),
+    the brows' brightest tenth: lighter by 0.415 (0.522 when judged by brightness alone); the whitest tenth:
+    0.379 toward gray along the cheeks' chromaticity (0.495)."""
+    from facetwin.detect import detect_faces
+    from facetwin.io import read_photo
+    from facetwin.pipeline import fit_face
+
+    size = 512
+    photo = read_photo(photos_dir / "woman_three_quarter.png")
+    face = detect_faces(photo.image_srgb).faces[0]
+    app = estimate_appearance(model, photo, face, fit_face(model, points, photo, face), points=points, texture_size=size)
+    reg = face_regions(model, size)
+    cheek = np.log(np.median(app.albedo_uv_linear[reg.cheeks], axis=0))
+    hue = (cheek - cheek.mean()) / np.linalg.norm(cheek - cheek.mean())
+    log = np.log(app.albedo_uv_linear[reg.brows])
+    lighter = log.mean(axis=1) - cheek.mean()
+    whiter = -((log - log.mean(axis=1, keepdims=True)) - (cheek - cheek.mean())) @ hue
+    q_lighter, q_whiter = float(np.quantile(lighter, 0.9)), float(np.quantile(whiter, 0.9))
+    print(f"\nbrows over the cheeks (log): brightest tenth {q_lighter:.3f}, whitest tenth {q_whiter:.3f}")
+    assert q_lighter < 0.47 and q_whiter < 0.44
 
 
 def test_patch_colour_smooths_the_photos_stairs():
@@ -1887,3 +1938,4 @@ def test_pipeline_writes_textures_and_report(model, photos_dir, tmp_path):
     gltf = pygltflib.GLTF2().load_binary(str(out / "avatar.glb"))
     face = next(m for m in gltf.materials if m.name == "M_Face")
     assert face.pbrMetallicRoughness.baseColorTexture is not None
+

@@ -361,6 +361,9 @@ BRIGHT_IMPLAUSIBLE = math.log(2.2)
 Skin is seldom half as bright again as its own median; what is brighter is light the shading did not
 explain (a highlight left over, a crease the mesh lacks, lit hair or background at a grazing silhouette),
 and the fill would spread it as a glow. Darker texels are kept: stubble and moles are the person's."""
+BROW_LIGHTER_LOG = math.log(1.2)
+"""In the brows, log brightness above the skin tone from which a texel whiter than the skin is judged by its
+colour in full (:func:`_brow_plausibility`)."""
 DETAIL_SOURCE_CONFIDENCE = 0.9
 """Texels seen at least this well are the source of the skin detail."""
 DETAIL_MAX_SPREAD = 0.016
@@ -1018,7 +1021,9 @@ def _estimate(model, prepared, face, fit, points, size, options, exclude) -> App
         chroma, bright = (x[0] for x in _plausibility(judged[seen][None], tone))
         plausible = chroma * bright
         if t is face_tile:
-            plausible = np.where(reg.features[seen], bright, plausible)
+            brows = _brow_plausibility(judged[seen][None], tone)[0]
+            feature = np.where(reg.brows[seen], brows, bright)
+            plausible = np.where(reg.features[seen], feature, plausible)
             # An implausible patch's rim is the same error, fainter (the rim light's streak on a nose wing).
             skin_map = np.ones(t.confidence.shape, np.float32)
             skin_map[seen] = np.where(reg.features[seen], 1.0, plausible)
@@ -2508,6 +2513,40 @@ def _plausibility(albedo: np.ndarray, tone: np.ndarray) -> tuple[np.ndarray, np.
     chroma = 1.0 - _smoothstep(np.sqrt((d**2).sum(axis=2)), CHROMA_PLAUSIBLE, CHROMA_IMPLAUSIBLE)
     bright = 1.0 - _smoothstep(la.mean(axis=2) - lt.mean(), BRIGHT_PLAUSIBLE, BRIGHT_IMPLAUSIBLE)
     return np.where(seen, chroma, 0.0), np.where(seen, bright, 0.0)
+
+
+def _brow_plausibility(albedo: np.ndarray, tone: np.ndarray) -> np.ndarray:
+    """How plausible each texel of the brows is as brow hair or as the skin between the hairs.
+
+    Hairs are darker than the skin, whatever their colour: a texel darker than the tone is judged by its
+    brightness alone, as in the other features (:func:`_plausibility`). One lighter than the tone is skin,
+    whiter than the skin where a highlight whitens it: its colour's departure from the tone toward gray
+    (along the tone's own log chromaticity) counts against it as a departure from the skin's colour does
+    elsewhere (:data:`CHROMA_PLAUSIBLE`, :data:`CHROMA_IMPLAUSIBLE`), in full from :data:`BROW_LIGHTER_LOG`
+    lighter. woman_three_quarter's far brow ridge: bluish white, 1.5 times the tone, 0.4 toward gray. A lit
+    brow ridge more saturated than the tone (300w_indoor_029's warm key light) is kept.
+
+    Args:
+        albedo: (H, W, 3) linear albedo (NaN where missing).
+        tone: (3,) the person's skin tone, linear.
+
+    Returns:
+        (H, W) in [0, 1], 0 where the albedo is missing.
+    """
+    la = np.log(np.maximum(np.nan_to_num(albedo, nan=0.0), 1e-4))
+    lt = np.log(np.maximum(tone.astype(np.float64), 1e-4))
+    lighter = la.mean(axis=2) - float(lt.mean())
+    hue = lt - lt.mean()
+    norm = float(np.linalg.norm(hue))
+    if norm > 1e-6:
+        d = (la - la.mean(axis=2, keepdims=True)) - hue
+        whiter = np.maximum(-(d @ (hue / norm)), 0.0)
+    else:  # a gray tone has no direction toward gray
+        whiter = np.zeros(lighter.shape)
+    held = _smoothstep(lighter, 0.0, BROW_LIGHTER_LOG)
+    colour = _smoothstep(whiter, CHROMA_PLAUSIBLE, CHROMA_IMPLAUSIBLE)
+    _, bright = _plausibility(albedo, tone)
+    return bright * (1.0 - held * colour)
 
 
 def _patch_colour(albedo: np.ndarray, seen: np.ndarray, sigma: float) -> np.ndarray:
