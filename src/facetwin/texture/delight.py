@@ -528,7 +528,9 @@ def residual_shading(
     them apart on every skin: a fold's shadow (and its lit rim) is a line, a mark a spot or a patch. Where
     the luminance curves one way only (:func:`fold_lines`) and changes by more than
     :data:`FOLD_LINE_MIN_LOG` in the band, its whole change is read as shading, the share smoothed over the
-    fold's width. A nasolabial fold's shadow on dark skin: a quarter came off by colour, 40 % with the line.
+    fold's width; that change is measured at the line's own width (half the fine scale) against the skin
+    beside it (the coarse blur without the line's texels). A nasolabial fold's shadow on dark skin: a quarter
+    came off by colour, 40 % with the line, half with its change so measured.
 
     A shadow darkens every channel, so the shading read is never larger than the texel's own mean log
     change in the band, nor of the other sign: where the colour says "brighter" but the texel is darker
@@ -589,9 +591,15 @@ def residual_shading(
         np.abs(darkening), FOLD_LINE_MIN_LOG, 2.0 * FOLD_LINE_MIN_LOG
     )
     # The same share across a fold's dark line and its lit flanks: a share that changed across them would
-    # draw new edges of its own.
-    line = weighted_blur(line, ws, 2.0 * sigmas_texels[0])
-    band = band + line * (darkening - band)
+    # draw new edges of its own. Over twice the fine scale it fell to half on a fold as narrow as that.
+    share = weighted_blur(line, ws, sigmas_texels[0])
+    if np.any(share > 0.0):
+        # The fine blur spreads a fold as narrow as itself, and the coarse one counts the fold into its
+        # own surroundings: a line's change is measured at its own width against the skin beside it.
+        sharp = weighted_blur(level, ws, 0.5 * sigmas_texels[0])
+        beside = weighted_blur(level, ws * (1.0 - line), sigmas_texels[1])
+        darkening = darkening + share * (sharp - beside - darkening)
+    band = band + share * (darkening - band)
     band = np.where(band * darkening > 0.0, np.sign(band) * np.minimum(np.abs(band), np.abs(darkening)), 0.0)
     return np.where(seen, band, 0.0).astype(np.float32)
 
