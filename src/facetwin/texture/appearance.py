@@ -1021,8 +1021,9 @@ def _estimate(model, prepared, face, fit, points, size, options, exclude) -> App
         chroma, bright = (x[0] for x in _plausibility(judged[seen][None], tone))
         plausible = chroma * bright
         if t is face_tile:
-            brows = _brow_plausibility(judged[seen][None], tone)[0]
-            feature = np.where(reg.brows[seen], brows, bright)
+            feature = bright.copy()
+            brows = reg.brows[seen]
+            feature[brows] = _brow_plausibility(judged[seen][brows][None], tone)[0]
             plausible = np.where(reg.features[seen], feature, plausible)
             # An implausible patch's rim is the same error, fainter (the rim light's streak on a nose wing).
             skin_map = np.ones(t.confidence.shape, np.float32)
