@@ -246,6 +246,55 @@ def test_grayscale_vs_sepia(tmp_path):
     assert not read_photo(_save(tmp_path / "s.png", Image.fromarray(sepia.astype(np.uint8)))).grayscale
 
 
+def test_chroma_subsampling_is_flagged(tmp_path):
+    """A JPEG sampled 4:2:0 or 4:2:2 stores its colour at half resolution (its blocks are smoothed before the
+    appearance stage samples it); one sampled 4:4:4, a gray JPEG and a PNG do not."""
+    src = Image.fromarray(_rgb8())
+    for subsampling, halved in ((2, True), (1, True), (0, False)):
+        path = _save(tmp_path / f"s{subsampling}.jpg", src, quality=90, subsampling=subsampling)
+        assert read_photo(path).chroma_subsampled is halved, subsampling
+    assert not read_photo(_save(tmp_path / "g.jpg", src.convert("L"), quality=90)).chroma_subsampled
+    assert not read_photo(_save(tmp_path / "p.png", src)).chroma_subsampled
+
+
+def test_deblock_chroma_known_answers():
+    """On flat luma, the colour steps at the seams of 16-pixel blocks (a 4:2:0 JPEG's) fall to a third or
+    less, and a 3-pixel speck of another colour (the codec's ringing) to a sixth of its height (0.007 of
+    0.06 measured, against the block beside it); a darker red disc keeps its colour inside (its luma edge
+    guides the filter), and the luma is kept everywhere."""
+    from facetwin.frames import YCBCR_FROM_RGB
+
+    size = 128
+    rng = np.random.default_rng(1)
+    yy, xx = np.mgrid[0:size, 0:size]
+    luma = np.full((size, size), 0.6, np.float32)
+    colour = np.zeros((size, size, 2), np.float32)
+    colour[..., 0], colour[..., 1] = -0.04, 0.08  # skin: warm
+    blocks = rng.uniform(-0.02, 0.02, (size // 16, size // 16, 2)).astype(np.float32)
+    colour += np.kron(blocks, np.ones((16, 16, 1), np.float32))
+    colour[20:23, 100:103] += (0.06, -0.06)  # a speck, greenish-blue
+    disc = (xx - 90) ** 2 + (yy - 70) ** 2 < 22**2
+    luma[disc], colour[disc] = 0.35, (-0.02, 0.2)  # lipstick: darker, redder
+    m = np.asarray(YCBCR_FROM_RGB, np.float32)
+    srgb = np.concatenate([luma[..., None], colour], 2) @ np.linalg.inv(m).T
+    assert 0.0 <= srgb.min() and srgb.max() <= 1.0
+    out = fio.deblock_chroma(srgb)
+    ycc = out @ m.T
+    np.testing.assert_allclose(ycc[..., 0], luma, atol=1e-5)
+    flat = ~((xx - 90) ** 2 + (yy - 70) ** 2 < 30**2)
+
+    def largest_step(c):
+        steps = np.abs(np.diff(c, axis=1)).max(axis=2)
+        return float(steps[flat[:, 1:] & flat[:, :-1]].max())
+
+    before, after = largest_step(colour), largest_step(ycc[..., 1:])
+    assert after < before / 3.0, (before, after)
+    speck = np.abs(ycc[21, 101, 1:] - ycc[21, 96, 1:]).max()
+    assert speck < 0.06 / 6.0, speck
+    inside = (xx - 90) ** 2 + (yy - 70) ** 2 < 18**2
+    assert np.abs(ycc[..., 1:][inside] - np.array([-0.02, 0.2])).max() < 0.005
+
+
 # ---- bad input --------------------------------------------------------------------------------------------
 
 

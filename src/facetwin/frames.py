@@ -73,6 +73,13 @@ def opencv_to_opengl_camera(R: np.ndarray, t: np.ndarray) -> np.ndarray:
     return M
 
 
+LUMINANCE_WEIGHTS = (0.2126, 0.7152, 0.0722)
+"""Luminance of linear sRGB (Rec. 709 primaries, D65)."""
+YCBCR_FROM_RGB = ((0.299, 0.587, 0.114), (-0.168736, -0.331264, 0.5), (0.5, -0.418688, -0.081312))
+"""JPEG's (JFIF, full-range BT.601) luma and colour differences of sRGB-encoded RGB: ``(Y', Cb, Cr) = M
+(R', G', B')``, offsets left out."""
+
+
 def srgb_to_linear(x: np.ndarray) -> np.ndarray:
     """sRGB-encoded values in [0, 1] to linear light (IEC 61966-2-1). 0.5 -> 0.21404114."""
     x = np.asarray(x, dtype=np.float32)

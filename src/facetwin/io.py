@@ -27,6 +27,13 @@ import numpy as np
 from facetwin.errors import FacetwinError
 
 MIN_SIDE_PX = 32
+CHROMA_DEBLOCK_RADIUS_PX = 4
+"""Radius of :func:`deblock_chroma`'s filter, pixels: a quarter of a 4:2:0 JPEG's colour block (16 pixels).
+The steps at the blocks' seams and the specks of ringing go; colour over a block or more stays (at 8, laos's
+blue eye shadow went gray)."""
+CHROMA_DEBLOCK_EPS = 1e-4
+"""Regularisation of :func:`deblock_chroma`'s guided filter: the colour follows luma edges of more than about
+0.01 (sRGB, the square root of this) within its window and is averaged across flatter ones."""
 """Photos narrower or shorter than this hold no usable face."""
 
 FULL_FRAME_DIAGONAL_MM = 43.267
@@ -79,6 +86,8 @@ class Photo:
             mm, rescaled when the image was resized from the camera's ``PixelXDimension``).
         grayscale: the file is single-channel, or its three channels are equal within 3/255 (a scanned
             black-and-white photo; sepia is not grayscale).
+        chroma_subsampled: the file stored its colour at a lower resolution than its brightness (a JPEG
+            sampled 4:2:0 or 4:2:2), so its colour carries the codec's blocks (:func:`deblock_chroma`).
     """
 
     path: str
@@ -89,6 +98,7 @@ class Photo:
     exif_orientation: int
     focal_px: float | None
     grayscale: bool
+    chroma_subsampled: bool = False
 
 
 def read_photo(path: str | os.PathLike, max_pixels: int = 100_000_000) -> Photo:
@@ -155,7 +165,50 @@ def read_photo(path: str | os.PathLike, max_pixels: int = 100_000_000) -> Photo:
         exif_orientation=int(orientation),
         focal_px=_focal_px(exif, stored_width=width, diagonal_px=math.hypot(w, h)),
         grayscale=single_channel or _channels_equal(rgb),
+        chroma_subsampled=_chroma_subsampled(im),
     )
+
+
+def _chroma_subsampled(im) -> bool:
+    """Whether a decoded Pillow image is a JPEG whose colour planes are stored at half resolution (4:2:0 or
+    4:2:2: Pillow's sampling codes 2 and 1)."""
+    if im.format not in ("JPEG", "MPO"):
+        return False
+    from PIL import JpegImagePlugin
+
+    return JpegImagePlugin.get_sampling(im) in (1, 2)
+
+
+def deblock_chroma(image_srgb: np.ndarray) -> np.ndarray:
+    """Smooth a JPEG's colour blocks away, keeping its luma and the colour edges that follow it.
+
+    A JPEG sampled 4:2:0 stores its colour differences (Cb, Cr) at half resolution and quantises them in
+    8 x 8 blocks of that plane: 16-pixel squares of colour with steps at their seams and specks of ringing
+    that the scene does not have, which the appearance stage unwrapped onto the skin (green specks in
+    classroom_in_tanzania's dark mouth corners, a greenish mottle on laos's nose). Cb and Cr are filtered
+    with a guided filter (``cv2.ximgproc.guidedFilter``, radius :data:`CHROMA_DEBLOCK_RADIUS_PX`,
+    regularisation :data:`CHROMA_DEBLOCK_EPS`) guided by the luma Y' (:data:`facetwin.frames.YCBCR_FROM_RGB`,
+    the codec's own planes): where the luma is flat the colour is averaged over the radius, where it has an
+    edge (a lip's outline) the colour follows the edge. Y' is kept as it is.
+
+    Args:
+        image_srgb: (H, W, 3) float sRGB in [0, 1].
+
+    Returns:
+        (H, W, 3) float32 sRGB, clipped to [0, 1].
+    """
+    import cv2
+
+    from facetwin.frames import YCBCR_FROM_RGB
+
+    m = np.asarray(YCBCR_FROM_RGB, np.float32)
+    ycc = np.asarray(image_srgb, np.float32) @ m.T
+    luma = np.ascontiguousarray(ycc[..., 0])
+    colour = cv2.ximgproc.guidedFilter(
+        luma, np.ascontiguousarray(ycc[..., 1:]), CHROMA_DEBLOCK_RADIUS_PX, CHROMA_DEBLOCK_EPS
+    )
+    out = np.concatenate([luma[..., None], colour], axis=2) @ np.linalg.inv(m).T
+    return np.clip(out, 0.0, 1.0).astype(np.float32)
 
 
 def _read_bytes(path: Path) -> bytes:

@@ -708,7 +708,9 @@ def estimate_appearance(
 
     Args:
         model: the head model.
-        photo: the :class:`facetwin.io.Photo` (its ``image_srgb`` and ``grayscale`` are used).
+        photo: the :class:`facetwin.io.Photo` (its ``image_srgb``, ``grayscale`` and ``chroma_subsampled``
+            are used: a colour JPEG's colour blocks are smoothed before the tiles sample it,
+            :func:`facetwin.io.deblock_chroma`).
         face: the :class:`facetwin.detect.Face` the fit belongs to (its 478 landmarks).
         fit: the landmark fit of that face.
         points: the 478 -> ICT correspondence the fit used; None loads the cached one.
@@ -722,7 +724,8 @@ def estimate_appearance(
         ValueError: bad texture size or image.
         FacetwinError: no skin pixel to fit.
     """
-    from facetwin.frames import srgb_to_linear
+    from facetwin.frames import LUMINANCE_WEIGHTS, srgb_to_linear
+    from facetwin.io import deblock_chroma
     from facetwin.texture.uvmap import MAX_SIZE
 
     if int(texture_size) != texture_size or not 64 <= texture_size <= MAX_SIZE:
@@ -738,9 +741,12 @@ def estimate_appearance(
     monotone = bool(photo.grayscale) or is_monotone(img_srgb)
     image_linear = srgb_to_linear(img_srgb)
     if monotone:
-        gray = image_linear @ np.array([0.2126, 0.7152, 0.0722], np.float32)
+        gray = image_linear @ np.array(LUMINANCE_WEIGHTS, np.float32)
         image_linear = np.repeat(gray[..., None], 3, axis=2)
-    prepared = _Prepared(image_linear, monotone, time.perf_counter() - t0)
+    unwrap_linear = image_linear
+    if photo.chroma_subsampled and not monotone:
+        unwrap_linear = srgb_to_linear(deblock_chroma(img_srgb))
+    prepared = _Prepared(image_linear, unwrap_linear, monotone, time.perf_counter() - t0)
     first = _estimate(model, prepared, face, fit, points, int(texture_size), options, exclude=None)
     if isinstance(first, Appearance):
         first.metrics["refit_without_hair"] = False
@@ -757,6 +763,10 @@ class _Prepared:
     """The photo as every pass of :func:`_estimate` reads it."""
 
     image_linear: np.ndarray  # (H, W, 3) float32 linear; gray in all three channels when monotone
+    # (H, W, 3) what the tiles sample: image_linear with a JPEG's colour blocks smoothed (deblock_chroma). The
+    # rest reads image_linear: the whites of the eyes, small and set in lashes and lids, took the colour
+    # around them from the filter, and they set the light's colour.
+    unwrap_linear: np.ndarray
     monotone: bool  # grayscale or toned (:func:`is_monotone`)
     seconds: float  # taken to prepare it (counted in each pass's "prepare")
 
@@ -912,7 +922,7 @@ def _estimate(model, prepared, face, fit, points, size, options, exclude) -> App
             shade_v,
             sheen_v,
             cam,
-            image_linear,
+            prepared.unwrap_linear,
             capture,
             occl_soft,
             view,
