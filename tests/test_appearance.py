@@ -1972,6 +1972,7 @@ def test_jpeg_colour_blocks_are_not_in_the_albedo(model, points, photos_dir):
         log = np.log(np.maximum(a, 1e-4))
         tone = np.log(np.median(a[reg.cheeks], axis=0))
         off = np.linalg.norm((log - log.mean(axis=2, keepdims=True)) - (tone - tone.mean()), axis=2)
+        assert app.metrics["jpeg_colour_smoothed"] is smoothed
         green = float(np.mean(a[..., 1][near] >= 0.9 * a[..., 0][near]))
         seen[smoothed] = (green, float(np.quantile(off[near], 0.99)), app.skin["ita_deg"])
     print(f"\ncolour blocks around the mouth (greener than red, 99th percentile off the tone, ITA): {seen}")

@@ -749,12 +749,14 @@ def estimate_appearance(
     prepared = _Prepared(image_linear, unwrap_linear, monotone, time.perf_counter() - t0)
     first = _estimate(model, prepared, face, fit, points, int(texture_size), options, exclude=None)
     if isinstance(first, Appearance):
-        first.metrics["refit_without_hair"] = False
-        return first
-    app = _estimate(model, prepared, face, fit, points, int(texture_size), options, exclude=first.pixels)
-    app.metrics["refit_without_hair"] = True
-    app.metrics["hair_fraction_beard_region"] = first.fraction
-    app.metrics["seconds"]["first_pass"] = round(first.seconds, 3)
+        app = first
+        app.metrics["refit_without_hair"] = False
+    else:
+        app = _estimate(model, prepared, face, fit, points, int(texture_size), options, exclude=first.pixels)
+        app.metrics["refit_without_hair"] = True
+        app.metrics["hair_fraction_beard_region"] = first.fraction
+        app.metrics["seconds"]["first_pass"] = round(first.seconds, 3)
+    app.metrics["jpeg_colour_smoothed"] = unwrap_linear is not image_linear
     return app
 
 
