@@ -1634,7 +1634,9 @@ def _crease_shadows(model, t: _Tile, exempt=None, own=None, corners=None) -> np.
     """
     import cv2
 
-    luma = np.nan_to_num(t.albedo) @ np.array([0.2126, 0.7152, 0.0722], np.float32)
+    from facetwin.frames import LUMINANCE_WEIGHTS
+
+    luma = np.nan_to_num(t.albedo) @ np.array(LUMINANCE_WEIGHTS, np.float32)
     log = np.log(np.maximum(luma, 1e-4))
     weight = np.where(np.isfinite(t.albedo[..., 0]), t.confidence, 0.0).astype(np.float32)
     size = log.shape[0]
