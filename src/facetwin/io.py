@@ -27,6 +27,7 @@ import numpy as np
 from facetwin.errors import FacetwinError
 
 MIN_SIDE_PX = 32
+"""Photos narrower or shorter than this hold no usable face."""
 CHROMA_DEBLOCK_RADIUS_PX = 4
 """Radius of :func:`deblock_chroma`'s filter, pixels: a quarter of a 4:2:0 JPEG's colour block (16 pixels).
 The steps at the blocks' seams and the specks of ringing go; colour over a block or more stays (at 8, laos's
@@ -34,7 +35,6 @@ blue eye shadow went gray)."""
 CHROMA_DEBLOCK_EPS = 1e-4
 """Regularisation of :func:`deblock_chroma`'s guided filter: the colour follows luma edges of more than about
 0.01 (sRGB, the square root of this) within its window and is averaged across flatter ones."""
-"""Photos narrower or shorter than this hold no usable face."""
 
 FULL_FRAME_DIAGONAL_MM = 43.267
 """Diagonal of the 36 x 24 mm film frame that ``FocalLengthIn35mmFilm`` refers to: sqrt(36^2 + 24^2)."""
