@@ -36,7 +36,9 @@
 5. **Folds and shine**: the shadows of folds and creases the mesh lacks, gray in the white-balanced albedo
    where a change of the skin's pigments has colour, are divided out between 1 and 8 mm
    (:func:`_take_off_folds`): by colour on light skin; on dark skin, where melanin darkens all channels
-   alike, colour says little, and the shadows are told from marks by their shape (folds are lines). The specular highlights sharper than the sheen are taken off the face tile
+   alike, colour says little, and the shadows are told from marks by their shape (folds are lines); in a
+   monotone photo by their shape alone. This runs after the beard is found (below), whose strands are lines
+   too. The specular highlights sharper than the sheen are taken off the face tile
    (dichromatic model, :func:`facetwin.texture.delight.remove_specular`); where what was taken off is a
    large share of the colour, the confidence falls (:data:`SHINE_CONFIDENCE`) and the mirrored side counts
    instead. The glints of lip gloss, brighter than the lips around them and no yellower, are taken down to
@@ -982,11 +984,6 @@ def _estimate(model, prepared, face, fit, points, size, options, exclude) -> App
     seconds["shine"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    if options.remove_shine and not monotone and skin.get("melanin") is not None:
-        _take_off_folds(model, face_tile, reg, skin)
-    seconds["folds"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
     # A beard or moustache is not skin, whatever its colour: its texels count as unseen.
     taken = face_tile.confidence > 0.0
     hair = hair_cover(
@@ -1006,6 +1003,12 @@ def _estimate(model, prepared, face, fit, points, size, options, exclude) -> App
             fraction=round(hair_fraction, 4),
             seconds=sum(seconds.values()),
         )
+
+    # After the hair step: a beard's strands are lines too, and the hair step reads their texture.
+    t0 = time.perf_counter()
+    if options.remove_shine and (monotone or skin.get("melanin") is not None):
+        _take_off_folds(model, face_tile, reg, None if monotone else skin)
+    seconds["folds"] = time.perf_counter() - t0
 
     # Where the shading may belong a millimetre away the photo is not read as albedo. Only now: the hair
     # step judges texture on every texel it sees (frederick_douglass_1879's beard, with these left out
@@ -2377,11 +2380,12 @@ def _take_off_shine(albedo: np.ndarray, confidence: np.ndarray, reg) -> tuple[np
     return out, conf * keep, float(spec[treat].mean()) if treat.any() else 0.0
 
 
-def _take_off_folds(model: HeadModel, tile: _Tile, reg, skin: dict) -> None:
+def _take_off_folds(model: HeadModel, tile: _Tile, reg, skin: dict | None) -> None:
     """Divide out the shading of folds and creases the mesh lacks
     (:func:`facetwin.texture.delight.residual_shading` between :data:`FOLD_SCALES_MM`, at most
     :data:`FOLD_MAX_LOG` either way) from the face tile's seen skin, in place; ``skin`` is the tone
-    :func:`_calibrate` read (its ``melanin`` and ``haemoglobin``)."""
+    :func:`_calibrate` read (its ``melanin`` and ``haemoglobin``), None for a monotone photo (its lines
+    only)."""
     import cv2
 
     from facetwin.texture.delight import residual_shading
@@ -2395,7 +2399,8 @@ def _take_off_folds(model: HeadModel, tile: _Tile, reg, skin: dict) -> None:
     away = hair_distance(reg.eyes, reg.brows, FOLD_HAIR_MARGIN_MM / FOLD_LOWER_LID_MARGIN_MM)
     weight = np.where((away < margin) | reg.features, 0.0, np.clip(tile.confidence, 0.0, 1.0)).astype(np.float32)
     band = (FOLD_SCALES_MM[0] * per_mm, FOLD_SCALES_MM[1] * per_mm)
-    shading = residual_shading(tile.albedo, weight, float(skin["melanin"]), float(skin["haemoglobin"]), band)
+    tone = (None, None) if skin is None else (float(skin["melanin"]), float(skin["haemoglobin"]))
+    shading = residual_shading(tile.albedo, weight, *tone, band)
     # Nor does it stop dead at the lips and nostrils, whose outlines are coarse (a step there showed as a
     # staircase along luciano's lower lip at 2048 texels).
     off_features = cv2.distanceTransform((~reg.features).astype(np.uint8), cv2.DIST_L2, 5)

@@ -509,8 +509,8 @@ def remove_specular(
 def residual_shading(
     albedo_linear: np.ndarray,
     weight: np.ndarray,
-    melanin: float,
-    haemoglobin: float,
+    melanin: float | None,
+    haemoglobin: float | None,
     sigmas_texels: tuple[float, float],
 ) -> np.ndarray:
     """The shading left in a delighted skin texture: its gray log offset that the skin's pigments do not
@@ -541,14 +541,13 @@ def residual_shading(
     Args:
         albedo_linear: (S, S, 3) delighted, white-balanced texture, linear.
         weight: (S, S) float in [0, 1], the texels to count (skin, seen; 0 for features and unseen texels).
-        melanin, haemoglobin: the skin's tone (volume fractions).
+        melanin, haemoglobin: the skin's tone (volume fractions); None for a monotone texture (a grayscale
+            photo's), whose colour tells nothing: only its lines are read.
         sigmas_texels: (fine, coarse) Gaussian sigmas of the band, texels.
 
     Returns:
         (S, S) float32 natural-log gray offset (negative in a shadow), 0 where ``weight`` is 0.
     """
-    import cv2
-
     from facetwin.texture.complete import weighted_blur
     from facetwin.texture.skin import skin_albedo_linear
 
@@ -557,6 +556,11 @@ def residual_shading(
     if a.ndim != 3 or a.shape[2] != 3 or w.shape != a.shape[:2]:
         raise ValueError(f"albedo_linear (S, S, 3) and weight (S, S) disagree: {a.shape}, {w.shape}")
     step = 1e-3
+    seen = w > 0.0
+    ws = np.where(seen, w, 0.0).astype(np.float32)
+    if melanin is None or haemoglobin is None:
+        level = np.where(seen, np.log(np.maximum(np.nan_to_num(a), 1e-4)).mean(axis=2), 0.0).astype(np.float32)
+        return _line_shading(level, ws, np.zeros_like(level), sigmas_texels)
 
     def log_skin(m, b):
         return np.log(np.asarray(skin_albedo_linear(m, b), np.float64))
@@ -573,13 +577,22 @@ def residual_shading(
     normal /= max(float(np.linalg.norm(normal)), 1e-12)
     reach = float(normal.sum())  # the normal's component along (1, 1, 1)
     gray_row = normal * reach / (reach * reach + FOLD_PIGMENT_RIDGE)
-    seen = w > 0.0
     log_a = np.log(np.maximum(np.nan_to_num(a), 1e-4)) - log_skin(melanin, haemoglobin).astype(np.float32)
     gray = np.where(seen, log_a @ gray_row.astype(np.float32), 0.0).astype(np.float32)
-    ws = np.where(seen, w, 0.0).astype(np.float32)
-
     band = weighted_blur(gray, ws, sigmas_texels[0]) - weighted_blur(gray, ws, sigmas_texels[1])
     level = np.where(seen, log_a.mean(axis=2), 0.0).astype(np.float32)
+    return _line_shading(level, ws, band, sigmas_texels)
+
+
+def _line_shading(level: np.ndarray, ws: np.ndarray, band: np.ndarray, sigmas_texels: tuple[float, float]) -> np.ndarray:
+    """:func:`residual_shading` from the texture's log luminance ``level`` (S, S), its texels' weights ``ws``
+    and the gray offset its colour read in the band, ``band`` (zeros where colour tells nothing): the lines'
+    change taken in, bounded by the texel's own change."""
+    import cv2
+
+    from facetwin.texture.complete import weighted_blur
+
+    seen = ws > 0.0
     fine = weighted_blur(level, ws, sigmas_texels[0])
     darkening = fine - weighted_blur(level, ws, sigmas_texels[1])
     # Whatever its colour, a line is a fold: its whole change in the band is read as shading there. Lines
