@@ -200,6 +200,42 @@ def test_sheen_comes_off_the_albedo(results, tone):
     assert abs(err["ita_err"]) < abs(matte["ita_err"]) + SHEEN_EXTRA_ITA, (err, matte)
 
 
+@pytest.mark.parametrize("tone", ["light", "dark"])
+def test_sheen_comes_off_a_grayscale_photo(model, points, world, tone):
+    """The oily skin of :func:`test_sheen_comes_off_the_albedo` in a grayscale photo: no colour sets the shine
+    apart, but its lobe is sharper than second-order light can be (exponent 16 and over,
+    :data:`facetwin.fit.photometric.MONOTONE_MIN_SHEEN_EXPONENT`), and the fit finds it and takes it off.
+    Measured (light, dark): scaled error of the gray albedo 0.043 / 0.067 against the matte skin's 0.034 /
+    0.046; 0.067 / 0.149 when grayscale photos were fitted without a sheen, the nose and brow ridge left
+    bright. Not yet: under the soft frontal key (front_white) dark skin's sheen is found 25 degrees off, in
+    colour too, where the shine step takes off the rest; in gray its error stays 0.13."""
+    from dataclasses import replace
+
+    from facetwin.frames import LUMINANCE_WEIGHTS
+
+    light = "warm_key_blue_fill"
+    tiles = S.skin_tiles(model, SIZE, S.TONES[tone])
+    args = (S.lights()[light], world["vertices"], world["camera"], world["visibility"])
+    reg = face_regions(model, SIZE)
+    true_gray = tiles[0] @ np.asarray(LUMINANCE_WEIGHTS, np.float32)
+
+    def gray_appearance(sheen):
+        scene = S.make_scene(model, points, tiles, *args, sheen=S.key_sheen(light) if sheen else None)
+        gray = np.repeat(scene.photo.image_srgb.mean(axis=2, keepdims=True), 3, axis=2)
+        app = _appearance(model, points, replace(scene.photo, image_srgb=gray, grayscale=True), scene.face)
+        m = (app.confidence > 0.5) & ~reg.features
+        e = np.log(np.maximum(app.albedo_uv_linear[m, 0], 1e-4)) - np.log(true_gray[m])
+        return app, float(np.sqrt(np.mean((e - e.mean()) ** 2))), int(m.sum())
+
+    matte, matte_error, _ = gray_appearance(False)
+    shiny, error, texels = gray_appearance(True)
+    print(f"\n{tone} gray sheen: scaled error {error:.3f}, matte {matte_error:.3f}; {shiny.sheen}")
+    assert matte.sheen is None
+    assert shiny.sheen is not None and shiny.sheen.exponent >= 16.0
+    assert texels > 0.1 * SIZE * SIZE
+    assert error < matte_error + 0.03, (error, matte_error)
+
+
 @pytest.mark.parametrize("tone, share", [("light", 0.6), ("tan", 0.52), ("dark", 0.42)])
 def test_fold_shadows_come_off(model, points, world, results, monkeypatch, tone, share):
     """Shadows of nasolabial folds the mesh lacks (40 % darker at their line, about 3 mm wide) are gray in

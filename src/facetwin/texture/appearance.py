@@ -825,8 +825,7 @@ def _estimate(model, prepared, face, fit, points, size, options, exclude) -> App
         points,
         refine_geometry=options.refine_geometry,
         monotone=monotone,
-        # Without colour a sheen cannot be told from the light's own gradient (the shine step is off too).
-        fit_sheen=options.remove_shine and not monotone,
+        fit_sheen=options.remove_shine,
         exclude=exclude,
     )
     seconds["photometric"] = time.perf_counter() - t0
