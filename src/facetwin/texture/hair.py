@@ -11,9 +11,10 @@ narrower than hair grows (:data:`HAIR_MIN_WIDTH_MM`). Measured on the albedo of 
 regions at 2048: the share of both signs is over :data:`HAIR_SHARE` on 77 % of frederick_douglass_1879's seen
 texels, on 0.5-3 % of model_face's, classroom_in_tanzania's and woman_portrait's, and on 6.5 % of
 grace_hopper's wrinkles and 12 % of face_paint's (its paint's edges); after the width and area tests, in
-the appearance stage at 2048, hair covers 45 % of Douglass's beard region, 3.1 % of grace_hopper's, 6.1 %
-of face_paint's (the edges of white stripes of paint, which are not skin either) and 1.3 % of
-woman_portrait's (hair at her ear).
+the appearance stage at 2048 (before the fold step, whose lines a beard's strands are too), hair covers
+45 % of Douglass's beard region, 1.4 % of grace_hopper's, 6.1 % of face_paint's (the edges of white stripes
+of paint, which are not skin either), 1.4 % of woman_portrait's (hair at her ear) and 2.3 % of
+classroom_in_tanzania's (along the edge of her white headscarf).
 
 Texture alone cannot tell strands from strong noise: a texel noise of 0.2 log (a very noisy or grainy
 photo) is taken for hair, 0.1 log is not; a tile whose texels are coarser than :data:`HAIR_SCALE_MM` holds
