@@ -211,7 +211,7 @@ def test_sheen_comes_off_a_grayscale_photo(model, points, world, tone, light):
     albedo 0.043 / 0.067 / 0.067 against the matte skin's 0.034 / 0.046 / 0.045; 0.067 / 0.149 / 0.131 when
     grayscale photos were fitted without a sheen, the nose and brow ridge left bright. The frontal key's
     sheen on dark skin is looked for within 40 degrees of the light's peak
-    (:data:`facetwin.fit.photometric.MONOTONE_KEY_SEARCH_DEG`): within 20 it was found 31 degrees off, 0.132."""
+    (:data:`facetwin.fit.photometric.MONOTONE_KEY_SEARCH`): within 20 it was found 31 degrees off, 0.132."""
     from dataclasses import replace
 
     from facetwin.frames import LUMINANCE_WEIGHTS

@@ -142,18 +142,18 @@ INTENSITY_FLOOR = 1e-4
 """Linear intensities and albedos are floored here before square roots and ratios."""
 SHEEN_WARMTH = (-0.4, -0.2, 0.0, 0.2, 0.4, 0.6)
 """Log red-blue balance of the sheen colours tried (:func:`sheen_colours`)."""
-KEY_SEARCH_DEG = 20.0
-"""How far from the irradiance's peak the sheen's key direction is looked for (:func:`_refine_key`)."""
-MONOTONE_KEY_SEARCH_DEG = 40.0
-""":data:`KEY_SEARCH_DEG` of a grayscale photo. The light fitted alone takes up the sheen, whose peak lies
-between the key and the camera, and on dark skin, where the sheen is most of a lit surface's brightness, that
-pulls the irradiance's peak 30 degrees off a soft frontal key: a sheen looked for within 20 degrees of it was
-found 31 degrees off, and the synthetic dark face kept its shine (scaled error 0.13, 0.07 searched within 40).
-In colour the shine step takes off what a lobe found off its key leaves; searched so far there, the residual
-of woman_portrait's studio light drew the lobe away from her sheen."""
-KEY_SEARCH_FINE = (8192, 7.0)
-"""(directions over the sphere, reach in degrees) of :func:`_refine_key`'s second search: 2.2 degrees apart
-within a coarse step (1024 directions over the sphere, 6.4 degrees apart) of the first's best."""
+KEY_SEARCH = ((1024, 20.0), (8192, 7.0))
+"""(directions over the sphere, reach in degrees) of :func:`_refine_key`'s searches, each around the last's
+best: the sheen's key is looked for within 20 degrees of the irradiance's peak, 6.4 degrees apart (some 30
+directions), then 2.2 apart within a coarse step of the best (some 30)."""
+MONOTONE_KEY_SEARCH = ((256, 40.0), (1024, 13.0), (8192, 7.0))
+""":data:`KEY_SEARCH` of a grayscale photo: within 40 degrees, 12.7 apart, then as in colour. The light fitted
+alone takes up the sheen, whose peak lies between the key and the camera, and on dark skin, where the sheen
+is most of a lit surface's brightness, that pulls the irradiance's peak 30 degrees off a soft frontal key: a
+sheen looked for within 20 degrees of it was found 31 degrees off, and the synthetic dark face kept its shine
+(scaled error 0.13, 0.07 searched within 40). In colour the shine step takes off what a lobe found off its
+key leaves; searched so far there, the residual of woman_portrait's studio light drew the lobe away from
+her sheen."""
 SHEEN_ROUNDS = 3
 """Rounds of light, sheen and albedo per pass while a sheen is kept (no geometry or weights between them)."""
 SHEEN_MIN_GAIN = 0.1
@@ -652,8 +652,8 @@ def refine_photometric(
             key = None if sh is None or not fit_sheen else key_direction(sh, centre - p_head.mean(axis=0))
             if key is not None:
                 residual = I - a_pix * np.clip(ratio * (basis @ sh), 0.0, None)
-                reach = MONOTONE_KEY_SEARCH_DEG if monotone else KEY_SEARCH_DEG
-                key = _refine_key(residual, wts * inv_i, n_pix, view_dirs, key, lit, reach)
+                search = MONOTONE_KEY_SEARCH if monotone else KEY_SEARCH
+                key = _refine_key(residual, wts * inv_i, n_pix, view_dirs, key, lit, search)
             lobes = (
                 {}
                 if key is None
@@ -1051,18 +1051,18 @@ def sheen_colours() -> np.ndarray:
     return np.exp(t * np.array([0.5, 0.0, -0.5])[None, :])
 
 
-def _refine_key(residual, weights, normals, view, key, lit, reach_deg: float = KEY_SEARCH_DEG) -> np.ndarray:
+def _refine_key(residual, weights, normals, view, key, lit, search=KEY_SEARCH) -> np.ndarray:
     """The direction near ``key`` whose sheen (exponent 16, gray) takes the most off the weighted squared
     ``residual`` (N, 3) of the light alone: the irradiance's peak is pulled off the key by the fill and by
-    the fit's second-order truncation, the sheen's lobe is not. Searched within ``reach_deg`` on a coarse
-    grid of directions (6.4 degrees apart), then within a step of the best on a fine one
-    (:data:`KEY_SEARCH_FINE`)."""
+    the fit's second-order truncation, the sheen's lobe is not. Searched on grids of directions ever finer
+    and nearer the best so far: ``search``, (directions over the sphere, reach in degrees) each
+    (:data:`KEY_SEARCH`)."""
     from facetwin.texture.delight import sphere_directions
 
     sel = weights > 0.0
     r, w, n, v, lit = residual[sel].sum(axis=1), weights[sel], normals[sel], view[sel], lit[sel]
     best, best_gain = key, 0.0
-    for count, reach in ((1024, reach_deg), KEY_SEARCH_FINE):
+    for count, reach in search:
         dirs = sphere_directions(count)
         centre = best
         for d in dirs[dirs @ centre >= math.cos(math.radians(reach))]:
