@@ -748,7 +748,7 @@ def estimate_appearance(
     unwrap_linear = image_linear
     if photo.chroma_subsampled and not monotone:
         unwrap_linear = srgb_to_linear(deblock_chroma(img_srgb))
-    prepared = _Prepared(image_linear, unwrap_linear, monotone, time.perf_counter() - t0)
+    prepared = _Prepared(image_linear, unwrap_linear, monotone, _white_point(image_linear), time.perf_counter() - t0)
     first = _estimate(model, prepared, face, fit, points, int(texture_size), options, exclude=None)
     if isinstance(first, Appearance):
         app = first
@@ -772,6 +772,7 @@ class _Prepared:
     # around them from the filter, and they set the light's colour.
     unwrap_linear: np.ndarray
     monotone: bool  # grayscale or toned (:func:`is_monotone`)
+    white_point: float  # :func:`_white_point` of image_linear
     seconds: float  # taken to prepare it (counted in each pass's "prepare")
 
 
@@ -942,10 +943,10 @@ def _estimate(model, prepared, face, fit, points, size, options, exclude) -> App
     cheek_raw = face_tile.raw[cheek]
     skin_level = float(np.nanmedian(cheek_raw.mean(axis=1))) if cheek_raw.size else math.nan
     if monotone:
-        exposure, white_level = _exposure_albedo(image_linear, cheek_raw)
+        exposure = _exposure_albedo(prepared.white_point, cheek_raw)
         white = None
     else:
-        exposure = white_level = None
+        exposure = None
         white = scene_white(image_linear, oval_poly, skin_level)
     facing = cam.R.T @ np.array([0.0, 0.0, -1.0])  # head frame, towards the camera
     gains, skin, wb = _calibrate(
@@ -955,10 +956,10 @@ def _estimate(model, prepared, face, fit, points, size, options, exclude) -> App
         cheek_exposure=exposure,
         white=white,
         white_shading=shading_linear(facing[None], None, sh)[0],
-        white_over_skin=_white_point(image_linear) / skin_level if skin_level > 0.0 and not monotone else None,
+        white_over_skin=prepared.white_point / skin_level if skin_level > 0.0 and not monotone else None,
     )
     if monotone:
-        wb["white_level_linear"] = round(white_level, 5)
+        wb["white_level_linear"] = round(prepared.white_point, 5)
     else:
         wb["scene_white"] = white
     for t in tiles.values():
@@ -2252,24 +2253,23 @@ def _no_skin() -> dict:
     }
 
 
-def _exposure_albedo(image_linear: np.ndarray, cheek_raw: np.ndarray) -> tuple[float, float]:
+def _exposure_albedo(white: float, cheek_raw: np.ndarray) -> float:
     """The cheeks' albedo by the exposure of a monotone photo, whose chromaticity cannot fix the scale.
 
     The photo's white point (its :data:`WHITE_POINT_QUANTILE` brightness, e.g. a collar or a highlight of
     the background) is taken for a white surface of albedo :data:`WHITE_ALBEDO` lit as the cheeks are.
 
     Args:
-        image_linear: (H, W, 3) the photo, linear.
+        white: the photo's white point, linear (:func:`_white_point`).
         cheek_raw: (N, 3) the photo's linear values at the cheek texels.
 
     Returns:
-        (cheek albedo, white point of the photo, linear).
+        the cheeks' albedo.
     """
-    white = _white_point(image_linear)
     raw = np.asarray(cheek_raw, np.float64).mean(axis=1)
     raw = raw[np.isfinite(raw)]
     level = float(np.median(raw)) if raw.size else white
-    return WHITE_ALBEDO * level / white, white
+    return WHITE_ALBEDO * level / white
 
 
 def _white_point(image_linear: np.ndarray) -> float:
