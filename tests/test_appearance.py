@@ -35,6 +35,7 @@ from facetwin.texture.appearance import (
     _seen_light_colours,
     _take_off_folds,
     _take_off_shine,
+    dark_fringe,
     dark_lines_at_eyes,
     desaturate,
     estimate_appearance,
@@ -255,6 +256,8 @@ def test_fold_shadows_come_off(model, points, world, results, monkeypatch, tone,
     from facetwin.texture import appearance
 
     monkeypatch.setattr(appearance, "FOLD_MAX_LOG", 0.0)  # nothing taken off
+    # Nor left out: the dark fringe step takes a fold's shadow that reaches the unseen skin for unseen.
+    monkeypatch.setattr(appearance, "DARK_FRINGE_RAMP", (1e-6, 1e-7))
     kept = _appearance(model, points, scene.photo, scene.face)
     reg = face_regions(model, SIZE)
     seen = (plain.confidence > 0.5) & (folded.confidence > 0.5) & ~reg.features
@@ -297,6 +300,8 @@ def test_fold_shadows_come_off_a_grayscale_photo(model, points, world, monkeypat
 
     plain, folded = gray_appearance(None), gray_appearance("fold")
     monkeypatch.setattr(appearance, "FOLD_MAX_LOG", 0.0)  # nothing taken off
+    # Nor left out: the dark fringe step takes a fold's shadow that reaches the unseen skin for unseen.
+    monkeypatch.setattr(appearance, "DARK_FRINGE_RAMP", (1e-6, 1e-7))
     kept = gray_appearance("fold")
     reg = face_regions(model, SIZE)
     seen = (plain.confidence > 0.5) & (folded.confidence > 0.5) & ~reg.features
@@ -1855,6 +1860,41 @@ def test_shine_comes_off_the_face_tile_without_seams(model):
     print(f"\nshine's confidence loss at the brow's edge {lost_at_edge:.3f}, step across it {conf_step:.3f}")
     assert lost_at_edge > 0.3 and conf_step < 0.1 * lost_at_edge
     assert deep.any() and np.all(conf_out[deep] == 1.0)
+
+
+def test_dark_fringe_known_answers():
+    """A patch darker than the skin tone that reaches the edge of the seen skin is left out as far as it is
+    dark, through any dark path to the edge; a patch as dark within the skin (a mole), one brighter than
+    :data:`DARK_FRINGE_RAMP`'s start, and one outside where fringes are looked for are kept."""
+    from facetwin.texture.appearance import DARK_FRINGE_RAMP
+    from facetwin.texture.delight import smoothstep
+
+    size = 80
+    tone = np.array([0.4, 0.25, 0.18], np.float32)
+    judged = np.tile(tone, (size, size, 1))
+    seen = np.zeros((size, size), bool)
+    seen[10:70, 10:70] = True
+    valid = np.ones((size, size), bool)
+    judged[20:30, 60:70] *= 0.5  # a fringe along the right edge
+    judged[40:46, 30:36] *= 0.5  # a mole
+    judged[50:60, 10:20] *= 0.68  # a fainter fringe at the left edge
+    judged[12:16, 30:45] *= 0.5  # reaches the top edge by a dark path one texel wide
+    judged[10:12, 44:45] *= 0.5
+    judged[60:70, 60:70] *= 0.5  # outside where fringes are looked for
+    judged[30:40, 10:20] *= 0.8  # brighter than the ramp's start
+    judged[~seen] = np.nan
+    where = np.ones((size, size), bool)
+    where[60:, 60:] = False
+    f = dark_fringe(judged, seen, valid, tone, where)
+    faint = float(smoothstep(-math.log(0.68), -math.log(DARK_FRINGE_RAMP[0]), -math.log(DARK_FRINGE_RAMP[1])))
+    assert 0.2 < faint < 0.8
+    np.testing.assert_allclose(f[20:30, 60:70], 1.0)
+    np.testing.assert_allclose(f[12:16, 30:45], 1.0)
+    np.testing.assert_allclose(f[50:60, 10:20], faint, rtol=1e-5)
+    assert f[40:46, 30:36].max() == 0.0 and f[60:70, 60:70].max() == 0.0 and f[30:40, 10:20].max() == 0.0
+    assert np.count_nonzero(f) == 100 + 60 + 2 + 100
+    # Everywhere looked in, the corner patch is a fringe too.
+    np.testing.assert_allclose(dark_fringe(judged, seen, valid, tone, None)[60:70, 60:70], 1.0)
 
 
 def test_grow_implausible_reaches_past_patches_not_specks():

@@ -49,7 +49,9 @@
    whose light it had pulled.
    Then texels whose colour is implausible for this skin (off its chromaticity, far brighter:
    :func:`_plausibility`) lose their confidence, with a rim around patches of them
-   (:func:`grow_implausible`).
+   (:func:`grow_implausible`), and so do patches far darker than the skin that reach the edge of what was
+   seen of it, away from the eyes and brows (:func:`dark_fringe`): hair thinning over a cheek's edge, a
+   shadow at the jaw, where the fill would otherwise spread their darkness.
 6. **Complete** (:func:`facetwin.texture.complete.complete_texture`): mirrored through the face's left-right
    symmetry, a seamless Poisson fill, settling to the person's skin tone (the cheeks' albedo) where nothing
    was seen (back of the head, neck, ears). What was filled takes the fine grain of the well-seen skin
@@ -363,6 +365,16 @@ BRIGHT_IMPLAUSIBLE = math.log(2.2)
 Skin is seldom half as bright again as its own median; what is brighter is light the shading did not
 explain (a highlight left over, a crease the mesh lacks, lit hair or background at a grazing silhouette),
 and the fill would spread it as a glow. Darker texels are kept: stubble and moles are the person's."""
+DARK_FRINGE_RAMP = (0.75, 0.6)
+"""Brightness, a fraction of the skin tone's, at which a dark patch reaching the edge of the seen skin starts
+to be left out, and below which it is left out in full (:func:`dark_fringe`). Measured on the shared photos:
+woman_three_quarter's hair thinning over her cheek's edge, 0.5-0.65 of her tone in its hue; the skin at the
+edge of frederick_douglass_1879's beard and sideburns, about 0.65; woman_portrait's shadow at the jaw. A
+patch as dark within the seen skin (a mole, stubble) is kept, and the fill spreads the skin around it."""
+DARK_FRINGE_EYE_MARGIN_MM = 10.0
+"""No dark fringe is looked for this close to the eyes and brows: the skin around the eyes is often darker
+than the cheeks (luciano's, smiling_woman's, with their lids and the skin below the eyes to 0.6 of their
+tones, were left out as fringes), and the lashes' and brows' hairs reach past their regions."""
 BROW_LIGHTER_LOG = math.log(1.2)
 """In the brows, log brightness above the skin tone from which a texel whiter than the skin is judged by its
 colour in full (:func:`_brow_plausibility`)."""
@@ -1047,6 +1059,16 @@ def _estimate(model, prepared, face, fit, points, size, options, exclude) -> App
             # Far brighter than the skin is mostly shine, which the overlay covers; off its hue is not skin.
             skin_seen[seen] *= np.where(reg.features[seen], 1.0, chroma).astype(np.float32)
         t.confidence[seen] *= plausible.astype(np.float32)
+        if t is face_tile:
+            # Skin around the eyes is often darker than the cheeks (and the lashes' and brows' hairs reach
+            # past their regions): darkness there is the person's.
+            away = hair_distance(reg.eyes, reg.brows, 1.0) >= DARK_FRINGE_EYE_MARGIN_MM * texels_per_mm
+            fringe = dark_fringe(judged, t.confidence > 0.0, t.raster.valid, tone, away & ~reg.features)
+        else:
+            fringe = dark_fringe(judged, t.confidence > 0.0, t.raster.valid, tone, None)
+        t.confidence *= 1.0 - fringe
+        if t is face_tile:
+            skin_seen *= 1.0 - fringe
         t.confidence = drop_islands(t.confidence, math.ceil(ISLAND_MIN_MM2 * texels_per_mm**2))
     out = {}
     spread = _detail_spread(model, face_tile, reg, monotone) if options.skin_grain else np.zeros((0, 3))
@@ -2595,6 +2617,43 @@ def _patch_colour(albedo: np.ndarray, seen: np.ndarray, sigma: float) -> np.ndar
     out = out.astype(np.float32, copy=False)
     out[~ok] = np.nan
     return out
+
+
+def dark_fringe(
+    judged: np.ndarray, seen: np.ndarray, valid: np.ndarray, tone: np.ndarray, where: np.ndarray | None
+) -> np.ndarray:
+    """How much each seen texel belongs to a dark fringe of the unseen: a patch darker than the skin tone
+    (:data:`DARK_FRINGE_RAMP`) that reaches the edge of what the photo showed of the skin.
+
+    Dark skin beside what the photo did not show as skin is mostly what hid it, thinning out (hair, a
+    beard's edge) or the shading at a grazing edge, which the fitted light does not explain (the jaw's
+    underside); either way not the albedo, and the completion would carry it into the whole fill. The patch
+    is all texels darker than the ramp's start connected (8-neighbours) to an unseen texel; each is left
+    out as far as it is dark.
+
+    Args:
+        judged: (S, S, 3) linear patch colour (:func:`_patch_colour`), NaN where missing.
+        seen: (S, S) bool texels taken as skin so far.
+        valid: (S, S) bool texels on the surface.
+        tone: (3,) the person's skin tone, linear.
+        where: (S, S) bool texels where a fringe may lie (their edges with the rest are no edge of the
+            unseen), or None for everywhere.
+
+    Returns:
+        (S, S) float32 in [0, 1], 0 off the fringe.
+    """
+    from scipy.ndimage import binary_dilation, binary_propagation
+
+    lt = float(np.log(np.maximum(tone.astype(np.float64), 1e-4)).mean())
+    la = np.log(np.maximum(np.nan_to_num(judged, nan=1.0), 1e-4)).mean(axis=2) - lt
+    darkness = _smoothstep(-la, -math.log(DARK_FRINGE_RAMP[0]), -math.log(DARK_FRINGE_RAMP[1]))
+    dark = seen & (darkness > 0.0)
+    unseen = valid & ~seen
+    if where is not None:
+        dark &= where
+        unseen &= where
+    reached = binary_propagation(binary_dilation(unseen, np.ones((3, 3), bool)) & dark, np.ones((3, 3), bool), dark)
+    return np.where(reached, darkness, 0.0).astype(np.float32)
 
 
 def grow_implausible(plausible: np.ndarray, grow_uv: float = IMPLAUSIBLE_GROW_UV) -> np.ndarray:
