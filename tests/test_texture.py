@@ -16,6 +16,7 @@ from facetwin.texture.complete import (
     detail_scales,
     drop_islands,
     pad_texture,
+    scale_detail,
     skin_detail_spread,
     synthesize_detail,
 )
@@ -486,6 +487,39 @@ def test_skin_detail_spread_known_answer():
     assert skin_detail_spread(np.broadcast_to(base, (s, s, 3)), tiny, edges).shape == (0, 3)
     with pytest.raises(ValueError, match="edges"):
         skin_detail_spread(np.broadcast_to(base, (s, s, 3)), source, [0.5, 1.0])
+
+
+def test_scale_detail_known_answer():
+    """Round trip with the measurement: grain whose bands are all scaled by one gain measures as that gain
+    times what it measured; scaled apart, each band ends between its gain and its neighbours'; a smooth
+    gradient (no detail) and the texels outside the source are unchanged; gains of 1 change nothing."""
+    s = 256
+    edges = detail_scales(40.0)
+    source = np.zeros((s, s), bool)
+    source[:, :190] = True
+    yy, xx = np.mgrid[:s, :s].astype(np.float32)
+    smooth = np.stack([0.3 + 0.001 * xx, 0.2 + 0.0005 * yy, np.full((s, s), 0.1, np.float32)], axis=-1)
+    tex = smooth * np.exp(_grain((s, s), 1.5, 0.05, 0))[..., None]
+    tex[:, 200:] = [0.0, 1.0, 0.0]
+    gains = np.linspace(0.3, 1.0, edges.size - 1)[:, None] * np.array([1.0, 0.5, 1.0])
+    out = scale_detail(tex, source, edges, gains)
+    assert out.dtype == np.float32 and out.shape == tex.shape
+    np.testing.assert_array_equal(out[~source], tex[~source])
+    before = skin_detail_spread(tex, source, edges)
+    half = skin_detail_spread(scale_detail(tex, source, edges, np.full_like(gains, 0.5)), source, edges) / before
+    np.testing.assert_allclose(half[:-1], 0.5, rtol=0.03)
+    # The coarsest band overlaps what is coarser than the bands, which is kept.
+    assert np.all((half[-1] > 0.5) & (half[-1] < 0.6)), half
+    # Bands scaled apart overlap their neighbours: they end in the gains' order, within their range, and
+    # nearer the gains than unscaled.
+    ratio = skin_detail_spread(out, source, edges) / before
+    assert np.all(np.diff(ratio, axis=0) > 0) and ratio.min() > gains.min() and ratio.max() <= 1.0, ratio
+    assert np.abs(ratio - gains).mean() < 0.5 * np.abs(1.0 - gains).mean(), ratio
+    inner = np.s_[20:-20, 20:170]  # a gradient has no detail, away from the source's edges
+    np.testing.assert_allclose(scale_detail(smooth, source, edges, gains)[inner], smooth[inner], rtol=1e-3)
+    np.testing.assert_allclose(scale_detail(tex, source, edges, np.ones_like(gains)), tex)
+    with pytest.raises(ValueError, match="gains"):
+        scale_detail(tex, source, edges, gains[:-1])
 
 
 def test_synthesize_detail_keeps_the_band_spreads():

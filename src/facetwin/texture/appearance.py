@@ -57,7 +57,8 @@
    was seen (back of the head, neck, ears). What was filled takes the fine grain of the well-seen skin
    (:func:`facetwin.texture.complete.synthesize_detail`: noise with its spectrum, no copied pores or
    hairs, at most :data:`DETAIL_MAX_SPREAD` per band), so a fill does not show as a smooth patch beside
-   the photo's texture. A gutter (:func:`facetwin.texture.complete.pad_texture`) fills the texels off the
+   the photo's texture; where the seen skin has more (film grain, a print's mottle), its own detail is
+   scaled down to that (:func:`facetwin.texture.complete.scale_detail`), so the two match. A gutter (:func:`facetwin.texture.complete.pad_texture`) fills the texels off the
    surface.
 """
 
@@ -385,7 +386,9 @@ DETAIL_MAX_SPREAD = 0.016
 seen skin. Sharp colour photos of skin measure 0.001-0.016 per band at 1024 texels; more is the photo's
 own texture (film grain, a halftone print, JPEG blocks) or wrinkles, which the fill would otherwise spread
 over the whole head as blotches (grace_hopper's wrinkled skin measures 0.02 in the two coarsest bands, and at
-a bound of 0.02 her fill showed as orange peel at 100 % zoom)."""
+a bound of 0.02 her fill showed as orange peel at 100 % zoom). The seen skin's own detail is scaled down to
+it too: frederick_douglass_1879's measures 0.021-0.030 in its three coarsest bands, grace_hopper's 0.021
+and 0.027 in its two coarsest."""
 CHROMA_SIGMA = 0.02
 """Expected error of the cheeks' log chromaticity (per channel): noise, the white balance's leftovers."""
 BLOOD_PRIOR = 0.02
@@ -812,6 +815,7 @@ def _estimate(model, prepared, face, fit, points, size, options, exclude) -> App
         detail_scales,
         drop_islands,
         pad_texture,
+        scale_detail,
         synthesize_detail,
     )
     from facetwin.texture.delight import (
@@ -1071,21 +1075,30 @@ def _estimate(model, prepared, face, fit, points, size, options, exclude) -> App
             skin_seen *= 1.0 - fringe
         t.confidence = drop_islands(t.confidence, math.ceil(ISLAND_MIN_MM2 * texels_per_mm**2))
     out = {}
-    spread = _detail_spread(model, face_tile, reg, monotone) if options.skin_grain else np.zeros((0, 3))
+    measured = _detail_spread(model, face_tile, reg, monotone) if options.skin_grain else np.zeros((0, 3))
+    spread = np.minimum(measured, DETAIL_MAX_SPREAD)
     for tile, t in tiles.items():
         s = t.raster.size
         albedo = np.clip(np.nan_to_num(t.albedo), 0.0, 1.0)
         if monotone:
             albedo = np.repeat(albedo.mean(axis=2, keepdims=True), 3, axis=2)
+        # The same octaves on the surface; a coarser tile has fewer of them, the finest dropped.
+        edges = detail_scales(s / tile_cm_per_uv(model, tile))
+        nb = min(edges.size - 1, spread.shape[0])
+        band_edges = np.concatenate([[0.0], edges[-nb:]]) if nb else None
+        if nb:
+            # Detail beyond skin's (grain, a print's mottle) is the photo's: the seen skin keeps as much as
+            # the fill is given, so the two match.
+            plain = t.confidence > 0.0
+            if t is face_tile:
+                plain &= ~reg.features
+            gains = np.where(measured[-nb:] > spread[-nb:], spread[-nb:] / np.maximum(measured[-nb:], 1e-9), 1.0)
+            albedo = scale_detail(albedo, plain, band_edges, gains)
         done = complete_texture(albedo, t.confidence, mirror_texels(model, tile, s), t.raster.valid, tone)
         filled = done.texture_linear
-        if spread.shape[0]:
-            # The same octaves on the surface; a coarser tile has fewer of them, the finest dropped.
-            edges = detail_scales(s / tile_cm_per_uv(model, tile))
-            nb = min(edges.size - 1, spread.shape[0])
-            if nb:
-                detail = synthesize_detail(s, spread[-nb:], np.concatenate([[0.0], edges[-nb:]]), tile)
-                filled = add_skin_detail(filled, done.confidence, t.raster.valid, detail)
+        if nb:
+            detail = synthesize_detail(s, spread[-nb:], band_edges, tile)
+            filled = add_skin_detail(filled, done.confidence, t.raster.valid, detail)
         tex = np.clip(pad_texture(filled, t.raster.valid), 0.0, 1.0)
         if s != (size if tile == 0 else back_size):
             tex = cv2.resize(tex, (s, s), interpolation=cv2.INTER_LINEAR)
@@ -2714,7 +2727,6 @@ def _detail_spread(model: HeadModel, face_tile: _Tile, reg, monotone: bool) -> n
     spreads = [skin_detail_spread(albedo, plain & region, edges) for region in (reg.core, reg.cheeks)]
     spreads = [x for x in spreads if x.shape[0]]
     spread = np.minimum.reduce(spreads) if spreads else skin_detail_spread(albedo, plain, edges)
-    spread = np.minimum(spread, DETAIL_MAX_SPREAD)
     return np.repeat(spread, 3, axis=1) if monotone else spread
 
 

@@ -547,6 +547,46 @@ def skin_detail_spread(texture_linear: np.ndarray, source: np.ndarray, edges: np
     return spread
 
 
+def scale_detail(texture_linear: np.ndarray, source: np.ndarray, edges: np.ndarray, gains: np.ndarray) -> np.ndarray:
+    """The texture with each band of its fine detail scaled: the bands of :func:`skin_detail_spread` (over
+    the ``source`` texels alone), band ``k`` of channel ``c`` multiplied by ``gains[k, c]``.
+
+    One gain for all bands scales what they measure by it (the coarsest band a little less: it overlaps what
+    is coarser than the bands, which is kept). Gains apart from band to band scale their measures less
+    far apart: the Gaussians' bands overlap, and each band measures some of its neighbours'.
+
+    Args:
+        texture_linear: (S, S, C) linear texture.
+        source: (S, S) bool texels whose detail is scaled; the others are neither changed nor read.
+        edges: (B + 1,) band edges (:func:`detail_scales`).
+        gains: (B, C) the bands' factors, finest first.
+
+    Returns:
+        (S, S, C) float32.
+    """
+    tex = np.asarray(texture_linear, np.float32)
+    src = np.asarray(source, bool)
+    e = _check_edges(edges)
+    g = np.asarray(gains, np.float32)
+    if tex.ndim != 3 or src.shape != tex.shape[:2] or g.shape != (e.size - 1, tex.shape[2]):
+        raise ValueError(
+            f"texture_linear (S, S, C), source (S, S), gains (B, C) disagree: {tex.shape}, {src.shape}, {g.shape}"
+        )
+    out = tex.copy()
+    if not src.any() or np.all(g == 1.0):
+        return out
+    rows, cols = np.flatnonzero(src.any(axis=1)), np.flatnonzero(src.any(axis=0))
+    box = np.s_[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    w = src[box].astype(np.float32)
+    log = np.log(np.maximum(np.nan_to_num(tex[box], nan=1.0), 1e-4))
+    blurs = [log] + [weighted_blur(log, w, x) for x in e[1:]]
+    scaled = log.copy()
+    for k in range(e.size - 1):
+        scaled -= (1.0 - g[k]) * (blurs[k] - blurs[k + 1])
+    out[box] = np.where(src[box][..., None], np.exp(scaled), tex[box])
+    return out
+
+
 def _check_edges(edges) -> np.ndarray:
     e = np.asarray(edges, np.float64)
     if e.ndim != 1 or e.size < 2 or e[0] != 0.0 or np.any(np.diff(e) <= 0):
