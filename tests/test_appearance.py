@@ -369,9 +369,9 @@ def test_fill_takes_the_skin_grain(model, points, world, results):
 
 
 def test_fill_does_not_take_film_grain(model, points, results, monkeypatch):
-    """A grainy photo (an old print: strong noise a few pixels across over the whole photo) leaves its grain
-    on the seen skin, but the fill takes no more than skin's own (DETAIL_MAX_SPREAD per band): without the
-    bound the neck and scalp came out blotched at the grain's spread."""
+    """A grainy photo (an old print: strong noise a few pixels across over the whole photo): the fill takes
+    no more than skin's own (DETAIL_MAX_SPREAD per band; without the bound the neck and scalp came out
+    blotched at the grain's spread), and the seen skin's grain is scaled down to it in the same bands."""
     import dataclasses
 
     from facetwin.texture import appearance
@@ -402,13 +402,15 @@ def test_fill_does_not_take_film_grain(model, points, results, monkeypatch):
         return float(np.sqrt(np.mean(detail[seen] ** 2))), float(np.sqrt(np.mean(detail[unseen] ** 2)))
 
     seen_rms, fill_rms = grain(appearance.DETAIL_MAX_SPREAD)
-    _, fill_unbounded = grain(1.0)
+    seen_unbounded, fill_unbounded = grain(1.0)
     print(
-        f"\nfilm grain: log RMS finer than 4 texels, seen {seen_rms:.4f}, filled {fill_rms:.4f}, "
-        f"filled without the bound {fill_unbounded:.4f}"
+        f"\nfilm grain: log RMS finer than 4 texels, seen {seen_rms:.4f}, filled {fill_rms:.4f}; without the "
+        f"bound seen {seen_unbounded:.4f}, filled {fill_unbounded:.4f}"
     )
-    assert seen_rms > 0.2  # the grain is there, on the seen skin
+    assert seen_unbounded > 0.2  # the grain is there, on the seen skin
     assert fill_rms < 0.3 * fill_unbounded
+    # The seen skin's grain is scaled down as far as the bands reach (2 texels at this size), toward the fill's.
+    assert seen_rms < 0.5 * seen_unbounded and seen_rms < 2.5 * fill_rms
 
 
 @pytest.mark.parametrize("occluder", ["sunglasses", "glasses", "hair"])
@@ -1209,12 +1211,13 @@ def test_real_photo_albedo(model, points, photos_dir, name):
 def test_white_beard_is_not_in_the_albedo(model, points, photos_dir):
     """frederick_douglass_1879.jpg: a grizzled beard on dark skin, in a grayscale photo. The beard is found
     by its texture and filled as skin: the albedo of the beard region has less fine detail than the bare
-    skin above it as the photo shows it (its grain: the core's texels seen with confidence over 0.5) instead
-    of more. Measured at 1024: detail 0.057 in the beard region against 0.087 in the seen core (0.084
-    against 0.189 in the whole core with the light fitted once, 0.221 in the beard region without the hair
-    step); hair on 45 % of the beard region. Until the small islands amid the filled eyes were dropped
-    (:func:`facetwin.texture.complete.drop_islands`), their black dots counted as the core's detail: 0.108."""
+    skin above it as the photo shows it (its grain: the unwrapped photo on the core's texels seen with
+    confidence over 0.5) instead of more. Measured at 1024: detail 0.047 in the beard region against 0.081
+    in the photo's seen core (0.221 in the beard region without the hair step); hair on 45 % of the beard
+    region. The albedo's own seen core measures 0.059 since the seen skin's grain is scaled down to the fill's
+    (before, 0.087)."""
     from facetwin.detect import detect_faces
+    from facetwin.frames import srgb_to_linear
     from facetwin.io import read_photo
     from facetwin.pipeline import fit_face
     from facetwin.texture.uvmap import tile_cm_per_uv, uv_raster
@@ -1225,9 +1228,13 @@ def test_white_beard_is_not_in_the_albedo(model, points, photos_dir):
     app = estimate_appearance(model, photo, face, fit_face(model, points, photo, face), points=points, texture_size=size)
     reg = face_regions(model, size)
     valid = uv_raster(model, 0, size).valid
-    log = np.log(np.maximum(app.albedo_uv_linear.mean(axis=2), 1e-3))
-    detail = log - cv2.GaussianBlur(log, (0, 0), size / (10.0 * tile_cm_per_uv(model, 0)))  # finer than 1 mm
-    beard, core = (np.sqrt(np.mean(detail[r & valid] ** 2)) for r in (reg.beard, reg.core & (app.confidence > 0.5)))
+    def detail(linear):  # finer than 1 mm
+        log = np.log(np.maximum(linear.mean(axis=2), 1e-3))
+        return log - cv2.GaussianBlur(log, (0, 0), size / (10.0 * tile_cm_per_uv(model, 0)))
+
+    core_seen = reg.core & (app.confidence > 0.5) & valid
+    beard = np.sqrt(np.mean(detail(app.albedo_uv_linear)[reg.beard & valid] ** 2))
+    core = np.sqrt(np.mean(detail(srgb_to_linear(app.texture_raw_srgb))[core_seen] ** 2))
     fraction = app.metrics["hair_fraction_beard_region"]
     print(
         f"\ndouglass: detail {beard:.3f} in the beard region, {core:.3f} in the seen core; hair on {fraction:.3f}; "
