@@ -573,17 +573,21 @@ def scale_detail(texture_linear: np.ndarray, source: np.ndarray, edges: np.ndarr
             f"texture_linear (S, S, C), source (S, S), gains (B, C) disagree: {tex.shape}, {src.shape}, {g.shape}"
         )
     out = tex.copy()
-    if not src.any() or np.all(g == 1.0):
+    # Only the channels and bands that change are filtered (most photos' detail is within skin's).
+    channels = np.flatnonzero((g != 1.0).any(axis=0))
+    bands = np.flatnonzero((g != 1.0).any(axis=1))
+    if not src.any() or channels.size == 0:
         return out
     rows, cols = np.flatnonzero(src.any(axis=1)), np.flatnonzero(src.any(axis=0))
     box = np.s_[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
     w = src[box].astype(np.float32)
-    log = np.log(np.maximum(np.nan_to_num(tex[box], nan=1.0), 1e-4))
-    blurs = [log] + [weighted_blur(log, w, x) for x in e[1:]]
+    log = np.log(np.maximum(np.nan_to_num(tex[box][..., channels], nan=1.0), 1e-4))
+    blurs = {k: log if k == 0 else weighted_blur(log, w, e[k]) for k in np.union1d(bands, bands + 1)}
     scaled = log.copy()
-    for k in range(e.size - 1):
-        scaled -= (1.0 - g[k]) * (blurs[k] - blurs[k + 1])
-    out[box] = np.where(src[box][..., None], np.exp(scaled), tex[box])
+    for k in bands:
+        scaled -= (1.0 - g[k, channels]) * (blurs[k] - blurs[k + 1])
+    region = out[box]
+    region[..., channels] = np.where(src[box][..., None], np.exp(scaled), region[..., channels])
     return out
 
 
