@@ -352,6 +352,14 @@ def test_small_islands_are_dropped_before_the_fill(face_tile):
     assert np.all(kept[small | rim] == 0.0)
     np.testing.assert_array_equal(kept[~(small | rim)], confidence[~(small | rim)])
     np.testing.assert_array_equal(drop_islands(confidence, 0), confidence)
+    # Amid partly seen texels, the rim's confidence comes back smoothly from r (3 texels for 20) to 2 r.
+    partly = np.full((41, 41), 0.3, np.float32)
+    partly[20, 20] = 1.0
+    faded = drop_islands(partly, 20)
+    dist = np.hypot(*np.mgrid[-20:21, -20:21])
+    assert np.all(faded[dist <= 2.5] == 0.0) and np.all(faded[dist >= 6.5] == 0.3)
+    ring = faded[20, 20:]
+    assert np.all(np.diff(ring) >= 0.0) and np.abs(np.diff(ring)).max() < 0.15, ring
     texture = np.where((small | large | rim)[..., None], dark, skin).astype(np.float32)
     out = complete_texture(texture, kept, mirror, valid, skin)
     before = complete_texture(texture, confidence, mirror, valid, skin)
