@@ -2655,7 +2655,7 @@ def dark_fringe(
     Returns:
         (S, S) float32 in [0, 1], 0 off the fringe.
     """
-    from scipy.ndimage import binary_dilation, binary_propagation
+    import cv2
 
     lt = float(np.log(np.maximum(tone.astype(np.float64), 1e-4)).mean())
     la = np.log(np.maximum(np.nan_to_num(judged, nan=1.0), 1e-4)).mean(axis=2) - lt
@@ -2665,7 +2665,9 @@ def dark_fringe(
     if where is not None:
         dark &= where
         unseen &= where
-    reached = binary_propagation(binary_dilation(unseen, np.ones((3, 3), bool)) & dark, np.ones((3, 3), bool), dark)
+    _, labels = cv2.connectedComponents(dark.astype(np.uint8), connectivity=8)
+    edge = cv2.dilate(unseen.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool) & dark
+    reached = np.isin(labels, np.unique(labels[edge])) & dark
     return np.where(reached, darkness, 0.0).astype(np.float32)
 
 
