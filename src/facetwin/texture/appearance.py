@@ -58,8 +58,8 @@
    (:func:`facetwin.texture.complete.synthesize_detail`: noise with its spectrum, no copied pores or
    hairs, at most :data:`DETAIL_MAX_SPREAD` per band), so a fill does not show as a smooth patch beside
    the photo's texture; where the seen skin has more (film grain, a print's mottle), its own detail is
-   scaled down to that (:func:`facetwin.texture.complete.scale_detail`), so the two match. A gutter (:func:`facetwin.texture.complete.pad_texture`) fills the texels off the
-   surface.
+   scaled down to that (:func:`facetwin.texture.complete.scale_detail`), so the two match. A gutter
+   (:func:`facetwin.texture.complete.pad_texture`) fills the texels off the surface.
 """
 
 from __future__ import annotations
@@ -370,7 +370,7 @@ DARK_FRINGE_RAMP = (0.75, 0.6)
 """Brightness, a fraction of the skin tone's, at which a dark patch reaching the edge of the seen skin starts
 to be left out, and below which it is left out in full (:func:`dark_fringe`). Measured on the shared photos:
 woman_three_quarter's hair thinning over her cheek's edge, 0.5-0.65 of her tone in its hue; the skin at the
-edge of frederick_douglass_1879's beard and sideburns, about 0.65; woman_portrait's shadow at the jaw. A
+edge of frederick_douglass_1879's beard, about 0.65; woman_portrait's shadow at the jaw. A
 patch as dark within the seen skin (a mole, stubble) is kept, and the fill spreads the skin around it."""
 DARK_FRINGE_EYE_MARGIN_MM = 10.0
 """No dark fringe is looked for this close to the eyes and brows: the skin around the eyes is often darker
@@ -1081,7 +1081,7 @@ def _estimate(model, prepared, face, fit, points, size, options, exclude) -> App
         s = t.raster.size
         albedo = np.clip(np.nan_to_num(t.albedo), 0.0, 1.0)
         if monotone:
-            albedo = np.repeat(albedo.mean(axis=2, keepdims=True), 3, axis=2)
+            albedo = albedo.mean(axis=2, keepdims=True)
         # The same octaves on the surface; a coarser tile has fewer of them, the finest dropped.
         edges = detail_scales(s / tile_cm_per_uv(model, tile))
         nb = min(edges.size - 1, spread.shape[0])
@@ -1093,7 +1093,9 @@ def _estimate(model, prepared, face, fit, points, size, options, exclude) -> App
             if t is face_tile:
                 plain &= ~reg.features
             gains = np.where(measured[-nb:] > spread[-nb:], spread[-nb:] / np.maximum(measured[-nb:], 1e-9), 1.0)
-            albedo = scale_detail(albedo, plain, band_edges, gains)
+            albedo = scale_detail(albedo, plain, band_edges, gains[:, : albedo.shape[2]])
+        if monotone:
+            albedo = np.repeat(albedo, 3, axis=2)
         done = complete_texture(albedo, t.confidence, mirror_texels(model, tile, s), t.raster.valid, tone)
         filled = done.texture_linear
         if nb:

@@ -463,6 +463,8 @@ def drop_islands(confidence: np.ndarray, min_texels: int, threshold: float = KNO
     """
     import cv2
 
+    from facetwin.texture.delight import smoothstep
+
     conf = np.asarray(confidence, np.float32)
     if conf.ndim != 2:
         raise ValueError(f"confidence: expected (S, S), got {conf.shape}")
@@ -480,8 +482,7 @@ def drop_islands(confidence: np.ndarray, min_texels: int, threshold: float = KNO
     # The rim fades back in over as far again: a hole with a sharp edge amid partly seen texels is an
     # outline in the fill, which keeps the detail of what was partly seen.
     away = cv2.distanceTransform((~islands).astype(np.uint8), cv2.DIST_L2, 5)
-    fade = np.clip((away - r) / r, 0.0, 1.0)
-    out = np.where(known.astype(bool), out, out * fade * fade * (3.0 - 2.0 * fade))
+    out = np.where(known.astype(bool), out, out * smoothstep(away, r, 2 * r))
     out[islands] = 0.0
     return out.astype(np.float32)
 
