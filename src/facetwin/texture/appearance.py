@@ -2717,8 +2717,8 @@ def _detail_spread(model: HeadModel, face_tile: _Tile, reg, monotone: bool) -> n
 
     The plainer of the cheeks and the central band, band by band: what lies on skin (a beard on the
     cheeks, wrinkles and the nose's edges in the centre, a strand of hair) only adds detail, and the
-    neck, ears and scalp the fill covers are plain skin. No band's spread exceeds
-    :data:`DETAIL_MAX_SPREAD`."""
+    neck, ears and scalp the fill covers are plain skin. As measured: the caller caps it at
+    :data:`DETAIL_MAX_SPREAD` for the fill and scales the seen skin's detail down to that cap."""
     from facetwin.texture.complete import detail_scales, skin_detail_spread
     from facetwin.texture.uvmap import tile_cm_per_uv
 
