@@ -42,7 +42,7 @@
    (dichromatic model, :func:`facetwin.texture.delight.remove_specular`); where what was taken off is a
    large share of the colour, the confidence falls (:data:`SHINE_CONFIDENCE`) and the mirrored side counts
    instead. The glints of lip gloss, brighter than the lips around them and no yellower, are taken down to
-   the lips' colour (:func:`lip_glints_off`).
+   the lips' colour (:func:`glints_off`).
    A beard or moustache on the lower face, told from skin by its texture
    (:func:`facetwin.texture.hair.hair_cover`), counts as unseen; where it covers much of the lower face
    (:data:`HAIR_REFIT_FRACTION`), the stage runs again with its pixels left out of the photometric fit,
@@ -51,7 +51,10 @@
    :func:`_plausibility`) lose their confidence, with a rim around patches of them
    (:func:`grow_implausible`), and so do patches far darker than the skin that reach the edge of what was
    seen of it, away from the eyes and brows (:func:`dark_fringe`): hair thinning over a cheek's edge, a
-   shadow at the jaw, where the fill would otherwise spread their darkness.
+   shadow at the jaw, where the fill would otherwise spread their darkness. Last, patches of the skin kept
+   that are still brighter than the skin around them by more than :data:`SKIN_GLINT_LOG` (shine the
+   dichromatic split missed: a nose wing's, a cheekbone's, a rim light's warm streak) are taken down to
+   that and to its colour, away from the eyes and brows (:func:`glints_off`).
 6. **Complete** (:func:`facetwin.texture.complete.complete_texture`): mirrored through the face's left-right
    symmetry, a seamless Poisson fill, settling to the person's skin tone (the cheeks' albedo) where nothing
    was seen (back of the head, neck, ears). What was filled takes the fine grain of the well-seen skin
@@ -334,12 +337,29 @@ HAIR_PIXELS_GROW = 1
 only the pixels they fall in)."""
 LIP_GLINT_LOG = 0.15
 """How much brighter (natural log of the mean channel) than the lips around it a lip texel may be before it
-is taken for a glint of their gloss (:func:`lip_glints_off`): the lips' own texture and lines stay within."""
+is taken for a glint of their gloss (:func:`glints_off`): the lips' own texture and lines stay within."""
 LIP_GLINT_YELLOWER = 0.1
 """A bright lip texel whose log blue-green ratio is this much under the lips' around it is skin, not a
-glint (:func:`lip_glints_off`)."""
+glint (:func:`glints_off`)."""
 LIP_GLINT_SIGMA_UV = 0.006
-"""Gaussian sigma, a fraction of the tile (about 2 mm), of the lips' surroundings in :func:`lip_glints_off`."""
+"""Gaussian sigma, a fraction of the tile (about 2 mm), of the lips' surroundings in :func:`glints_off`."""
+SKIN_GLINT_LOG = 0.1
+"""How much brighter (natural log of the mean channel) than the skin around it a patch of the seen skin may
+be before it is taken for shine left over (:func:`glints_off`). Skin's own albedo is seldom lighter than
+its surroundings: pigment (freckles, moles, stubble) darkens it. On the shared photos this takes down
+luciano's lit nose tip, smiling_woman's cheekbones' rims, woman_three_quarter's nose wings, woman_portrait's
+jaw corners and the lit bumps of frederick_douglass_1879's upper lip; at 0.15, about half as much."""
+SKIN_GLINT_SIGMA_UV = 0.025
+"""Gaussian sigma, a fraction of the tile (about 8 mm), of the skin around a patch in :func:`glints_off`:
+wide enough to hold a nose wing's shine, and what is broader (a cheekbone's whole sheen) is not told from
+the albedo by this step."""
+SKIN_GLINT_PATCH_UV = 0.002
+"""Gaussian sigma, a fraction of the tile (about 0.7 mm), of the patch a skin texel is judged and moved with
+in :func:`glints_off`: pores and grain move with their patch and stay. At 0.004 the peak of a 5 mm shine
+was taken down only to 1.17 times the skin, not to 1.1."""
+SKIN_GLINT_FADE_UV = 0.006
+"""Fraction of the tile (about 2 mm) over which :func:`glints_off` fades in from the edges of the eyes',
+brows' margin (:data:`EYE_MARGIN_MM`), the lips and the nostrils."""
 SHINE_SHARE_SMOOTH_UV = 0.01
 """Gaussian sigma (a fraction of the tile, about 2 mm on the face) over which the shine's share of the
 colour is averaged before it lowers the confidence: the glints on the pores of dewy skin (woman_portrait)
@@ -372,10 +392,13 @@ to be left out, and below which it is left out in full (:func:`dark_fringe`). Me
 woman_three_quarter's hair thinning over her cheek's edge, 0.5-0.65 of her tone in its hue; the skin at the
 edge of frederick_douglass_1879's beard, about 0.65; woman_portrait's shadow at the jaw. A
 patch as dark within the seen skin (a mole, stubble) is kept, and the fill spreads the skin around it."""
-DARK_FRINGE_EYE_MARGIN_MM = 10.0
-"""No dark fringe is looked for this close to the eyes and brows: the skin around the eyes is often darker
-than the cheeks (luciano's, smiling_woman's, with their lids and the skin below the eyes to 0.6 of their
-tones, were left out as fringes), and the lashes' and brows' hairs reach past their regions."""
+EYE_MARGIN_MM = 10.0
+"""No dark fringe (:func:`dark_fringe`) and no glint (:func:`glints_off`) is looked for this close to the
+eyes and brows: the skin around the eyes is unlike the cheeks and the forehead. It is often darker
+(luciano's, smiling_woman's, with their lids and the skin below the eyes to 0.6 of their tones, were left
+out as fringes), the lashes' and brows' hairs reach past their regions, and the fitted sockets shade it
+deeper or shallower than the real ones (smiling_woman's skin between lids and brows is 1.5-2 times the
+skin around it, and taken down to it, it was a dark smear under the brows)."""
 BROW_LIGHTER_LOG = math.log(1.2)
 """In the brows, log brightness above the skin tone from which a texel whiter than the skin is judged by its
 colour in full (:func:`_brow_plausibility`)."""
@@ -996,7 +1019,10 @@ def _estimate(model, prepared, face, fit, points, size, options, exclude) -> App
         face_tile.albedo, face_tile.confidence, spec_amount = _take_off_shine(
             face_tile.albedo, face_tile.confidence, reg
         )
-        face_tile.albedo = lip_glints_off(face_tile.albedo, face_tile.confidence, reg.lips, LIP_GLINT_SIGMA_UV * size)
+        lip_sigma = LIP_GLINT_SIGMA_UV * size
+        face_tile.albedo = glints_off(
+            face_tile.albedo, face_tile.confidence, reg.lips, lip_sigma, LIP_GLINT_LOG, lip_sigma, yellower=LIP_GLINT_YELLOWER
+        )
     seconds["shine"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -1045,6 +1071,7 @@ def _estimate(model, prepared, face, fit, points, size, options, exclude) -> App
     # Colours far from the skin's chromaticity (a green fringe at a grazing silhouette, paint the
     # outlier test missed) are not taken as skin outside the features, nor anything far brighter than the
     # skin (lit background at the end of a brow, the white of the eye seen past the fitted lids).
+    away_from_eyes = hair_distance(reg.eyes, reg.brows, 1.0) >= EYE_MARGIN_MM * size / (10.0 * tile_cm_per_uv(model, 0))
     for t in tiles.values():
         seen = t.confidence > 0.0
         texels_per_mm = t.raster.size / (10.0 * tile_cm_per_uv(model, t.raster.tile))
@@ -1066,14 +1093,25 @@ def _estimate(model, prepared, face, fit, points, size, options, exclude) -> App
         if t is face_tile:
             # Skin around the eyes is often darker than the cheeks (and the lashes' and brows' hairs reach
             # past their regions): darkness there is the person's.
-            away = hair_distance(reg.eyes, reg.brows, 1.0) >= DARK_FRINGE_EYE_MARGIN_MM * texels_per_mm
-            fringe = dark_fringe(judged, t.confidence > 0.0, t.raster.valid, tone, away & ~reg.features)
+            fringe = dark_fringe(judged, t.confidence > 0.0, t.raster.valid, tone, away_from_eyes & ~reg.features)
         else:
             fringe = dark_fringe(judged, t.confidence > 0.0, t.raster.valid, tone, None)
         t.confidence *= 1.0 - fringe
         if t is face_tile:
             skin_seen *= 1.0 - fringe
         t.confidence = drop_islands(t.confidence, math.ceil(ISLAND_MIN_MM2 * texels_per_mm**2))
+    if options.remove_shine:
+        # Last: the hair step reads a white beard's strands as hair by their brightness, and what is far
+        # too bright to be skin is left out above rather than taken down and kept.
+        face_tile.albedo = glints_off(
+            face_tile.albedo,
+            face_tile.confidence,
+            away_from_eyes & ~reg.features & face_tile.raster.valid,
+            SKIN_GLINT_SIGMA_UV * size,
+            SKIN_GLINT_LOG,
+            SKIN_GLINT_FADE_UV * size,
+            detail=SKIN_GLINT_PATCH_UV * size,
+        )
     out = {}
     measured = _detail_spread(model, face_tile, reg, monotone) if options.skin_grain else np.zeros((0, 3))
     spread = np.minimum(measured, DETAIL_MAX_SPREAD)
@@ -1101,7 +1139,12 @@ def _estimate(model, prepared, face, fit, points, size, options, exclude) -> App
         if nb:
             detail = synthesize_detail(s, spread[-nb:], band_edges, tile)
             filled = add_skin_detail(filled, done.confidence, t.raster.valid, detail)
-        tex = np.clip(pad_texture(filled, t.raster.valid), 0.0, 1.0)
+        tex = pad_texture(filled, t.raster.valid)
+        if nb:
+            # The gutter too: the map opened as an image showed the slit between hidden lips as a smooth hole.
+            gutter = ~t.raster.valid
+            tex[gutter] *= np.exp(detail[gutter])
+        tex = np.clip(tex, 0.0, 1.0)
         if s != (size if tile == 0 else back_size):
             tex = cv2.resize(tex, (s, s), interpolation=cv2.INTER_LINEAR)
         out[tile] = tex.astype(np.float32)
@@ -2492,24 +2535,41 @@ def hair_distance(eyes: np.ndarray, brows: np.ndarray, stretch_below: float) -> 
     return np.minimum(to_eyes * (1.0 + below * (stretch_below - 1.0)), to_brows).astype(np.float32)
 
 
-def lip_glints_off(albedo: np.ndarray, confidence: np.ndarray, lips: np.ndarray, sigma: float) -> np.ndarray:
-    """The lips without the glints of their gloss: no lip texel brighter than the lips around it by more
-    than :data:`LIP_GLINT_LOG`, and the colour of those that were pulled to the lips' own.
+def glints_off(
+    albedo: np.ndarray,
+    confidence: np.ndarray,
+    region: np.ndarray,
+    sigma: float,
+    limit: float,
+    fade: float,
+    detail: float = 0.0,
+    yellower: float | None = None,
+) -> np.ndarray:
+    """A region of the albedo without the glints left in it: no texel brighter than the region around it by
+    more than ``limit``, and the colour of those that were pulled to the region's own.
 
-    The lips are left out of the dichromatic split (against the skin's colour it takes their red for shine;
-    on their own, their glints are bluer than the light and fail it). Their diffuse colour changes slowly
-    and their lines are darker: a glint is what is brighter than its surroundings. The surroundings are the
-    weighted Gaussian mean (``sigma`` texels) of the lips' log colour, taken twice, the second time without
-    what the first found bright, so a gloss over half the lip does not raise its own reference.
+    Pigment darkens skin and lips (freckles, moles, lines, stubble); nothing in them is a patch lighter than
+    its surroundings but light the delighting left: a glint of the lips' gloss, or the shine of a nose wing or
+    a cheekbone that the dichromatic split missed (the light's colour close to the skin's, a rim light's
+    warm streak). The surroundings are the weighted Gaussian mean (``sigma`` texels) of the region's log
+    colour, taken twice, the second time without what the first found bright, so a shine over half the
+    region does not raise its own reference.
 
     Args:
         albedo: (S, S, 3) delighted face tile, linear (NaN where unseen).
         confidence: (S, S) its confidence.
-        lips: (S, S) bool, the lips' region.
+        region: (S, S) bool, where to look (the lips, or the skin without the features).
         sigma: texels.
+        limit: natural log of the mean channel.
+        fade: texels from the region's edge over which the step fades in (the region's rim may be another
+            one's: the fitted mouth is not quite the real one).
+        detail: Gaussian sigma, texels, of the patch a texel is judged and moved with (0: each texel alone).
+        yellower: a bright texel whose log blue-green ratio is this much under its surroundings' is kept (the
+            skin the lips' region takes in is brighter than the lips, but yellower, than a glint); None: no
+            such test.
 
     Returns:
-        (S, S, 3) float32, ``albedo`` with the lips' glints taken down.
+        (S, S, 3) float32, ``albedo`` with the glints taken down.
     """
     import cv2
 
@@ -2517,38 +2577,36 @@ def lip_glints_off(albedo: np.ndarray, confidence: np.ndarray, lips: np.ndarray,
 
     full = np.asarray(albedo, np.float32)
     out = full.copy()
-    rows, cols = np.nonzero(lips)
+    rows, cols = np.nonzero(region)
     if rows.size < 16:
         return out
-    # The lips are a small part of the tile: the work is done on their box, with room for the blurs.
+    # A small region (the lips) is worked on its box, with room for the blurs.
     pad = math.ceil(4.0 * sigma) + 1
     box = (
         slice(max(rows.min() - pad, 0), rows.max() + pad + 1),
         slice(max(cols.min() - pad, 0), cols.max() + pad + 1),
     )
-    a, lips = full[box], np.asarray(lips)[box]
-    seen = lips & (np.asarray(confidence)[box] > 0.0) & np.isfinite(a).all(axis=2)
+    a, region = full[box], np.asarray(region)[box]
+    seen = region & (np.asarray(confidence)[box] > 0.0) & np.isfinite(a).all(axis=2)
     if seen.sum() < 16:
         return out
     log_a = np.log(np.maximum(np.nan_to_num(a), 1e-4)).astype(np.float32)
-    level = log_a.mean(axis=2)
     w = seen.astype(np.float32)
+    # A patch is judged and moved as a whole: the skin's grain and pores within it stay.
+    patch = log_a if detail == 0.0 else weighted_blur(log_a, w, detail)
+    level = patch.mean(axis=2)
     for _ in range(2):
         ref = weighted_blur(log_a, w, sigma)
-        w = (seen & (level <= ref.mean(axis=2) + LIP_GLINT_LOG)).astype(np.float32)
-    # A glint is the light's colour, no yellower than the lips; the skin the lips' region takes in where the
-    # fitted mouth is off the real one is brighter than the lips too, but yellower.
-    yellower = (ref[..., 2] - ref[..., 1]) - (log_a[..., 2] - log_a[..., 1])
-    not_skin = 1.0 - _smoothstep(yellower, 0.0, LIP_GLINT_YELLOWER)
-    # The region's rim may be skin (the fitted mouth is not quite the real one): the step fades in from it.
-    inside = cv2.distanceTransform(lips.astype(np.uint8), cv2.DIST_L2, 5)
-    excess = np.where(seen, level - ref.mean(axis=2) - LIP_GLINT_LOG, 0.0) * not_skin * _smoothstep(inside, 0.0, sigma)
+        w = (seen & (level <= ref.mean(axis=2) + 0.5 * limit)).astype(np.float32)
+    held = 1.0
+    if yellower is not None:
+        held = 1.0 - _smoothstep((ref[..., 2] - ref[..., 1]) - (patch[..., 2] - patch[..., 1]), 0.0, yellower)
+    inside = cv2.distanceTransform(region.astype(np.uint8), cv2.DIST_L2, 5)
+    excess = np.where(seen, level - ref.mean(axis=2) - limit, 0.0) * held * _smoothstep(inside, 0.0, fade)
     # How far over: 0 up to the limit, 1 at twice it; the colour follows the brightness down.
-    share = np.clip(excess / LIP_GLINT_LOG, 0.0, 1.0)[..., None]
-    clamped = log_a - np.clip(excess, 0.0, None)[..., None]
-    chroma_ref = ref - ref.mean(axis=2, keepdims=True)
-    chroma = clamped - clamped.mean(axis=2, keepdims=True)
-    out_log = clamped.mean(axis=2, keepdims=True) + chroma * (1.0 - share) + chroma_ref * share
+    share = np.clip(excess / limit, 0.0, 1.0)[..., None]
+    towards = (ref - ref.mean(axis=2, keepdims=True)) - (patch - patch.mean(axis=2, keepdims=True))
+    out_log = log_a - np.clip(excess, 0.0, None)[..., None] + share * towards
     out[box] = np.where(seen[..., None], np.exp(out_log), a)
     return out
 
