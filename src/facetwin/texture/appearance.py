@@ -2608,7 +2608,7 @@ def glints_off(
     cell_seen = weight > 0.0
     log_a = np.log(np.maximum(lin, 1e-4)).astype(np.float32)
     w = weight.astype(np.float32)
-    patch = log_a if detail <= 1.0 else weighted_blur(log_a, w, detail / k)
+    patch = log_a if detail == 0.0 else weighted_blur(log_a, w, detail / k)
     level = patch.mean(axis=2)
     for _ in range(2):
         ref = weighted_blur(log_a, w, sigma / k)
