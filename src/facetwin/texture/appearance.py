@@ -1145,8 +1145,8 @@ def _estimate(model, prepared, face, fit, points, size, options, exclude) -> App
         tex = pad_texture(filled, t.raster.valid)
         if nb:
             # The gutter too: the map opened as an image showed the slit between hidden lips as a smooth hole.
-            gutter = ~t.raster.valid
-            tex[gutter] *= np.exp(detail[gutter])
+            gutter = ~t.raster.valid[..., None]
+            np.multiply(tex, np.exp(detail, where=gutter, out=np.ones_like(detail)), out=tex)
         tex = np.clip(tex, 0.0, 1.0)
         if s != (size if tile == 0 else back_size):
             tex = cv2.resize(tex, (s, s), interpolation=cv2.INTER_LINEAR)
