@@ -2555,8 +2555,8 @@ def glints_off(
     its surroundings but light the delighting left: a glint of the lips' gloss, or the shine of a nose wing or
     a cheekbone that the dichromatic split missed (the light's colour close to the skin's, a rim light's
     warm streak). The surroundings are the weighted Gaussian mean (``sigma`` texels) of the region's log
-    colour, taken twice, the second time without what the first found bright, so a shine over half the
-    region does not raise its own reference.
+    colour, taken twice, the second time without what the first found brighter by half the limit or more,
+    so a shine over half the region does not raise its own reference.
 
     Args:
         albedo: (S, S, 3) delighted face tile, linear (NaN where unseen).
@@ -2597,8 +2597,8 @@ def glints_off(
     # What moves is a patch, smooth at ``detail``: it is found on a grid a patch's width apart (the
     # texels' mean within each cell), and the texels take its change (2 s at 2048 in full, 0.4 s so).
     k = max(int(detail), 1)
-    h, w_ = seen.shape
-    hk, wk = -(-h // k), -(-w_ // k)
+    height, width = seen.shape
+    hk, wk = -(-height // k), -(-width // k)
     weight = seen.astype(np.float32)
     lin = np.where(seen[..., None], a, np.float32(0.0))
     if k > 1:
@@ -2625,7 +2625,7 @@ def glints_off(
     towards = (ref - ref.mean(axis=2, keepdims=True)) - (patch - patch.mean(axis=2, keepdims=True))
     change = (share * towards - np.clip(excess, 0.0, None)[..., None]).astype(np.float32)
     if k > 1:
-        change = cv2.resize(change, (w_, h), interpolation=cv2.INTER_LINEAR)
+        change = cv2.resize(change, (width, height), interpolation=cv2.INTER_LINEAR)
     moved = seen & np.any(change != 0.0, axis=2)
     a_out = out[box]
     a_out[moved] = a[moved] * np.exp(change[moved])
