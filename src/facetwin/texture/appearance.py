@@ -402,6 +402,9 @@ eyes and brows: the skin around the eyes is unlike the cheeks and the forehead. 
 out as fringes), the lashes' and brows' hairs reach past their regions, and the fitted sockets shade it
 deeper or shallower than the real ones (smiling_woman's skin between lids and brows is 1.5-2 times the
 skin around it, and taken down to it, it was a dark smear under the brows)."""
+EYE_MARGIN_FADE_MM = (EYE_MARGIN_MM, EYE_MARGIN_MM + 5.0)
+"""Distances from the eyes and brows over which a dark fringe fades in: frederick_douglass_1879's dark skin
+below one eye, a fringe past the margin and kept within it, ended in a straight line along it."""
 BROW_LIGHTER_LOG = math.log(1.2)
 """In the brows, log brightness above the skin tone from which a texel whiter than the skin is judged by its
 colour in full (:func:`_brow_plausibility`)."""
@@ -1074,7 +1077,9 @@ def _estimate(model, prepared, face, fit, points, size, options, exclude) -> App
     # Colours far from the skin's chromaticity (a green fringe at a grazing silhouette, paint the
     # outlier test missed) are not taken as skin outside the features, nor anything far brighter than the
     # skin (lit background at the end of a brow, the white of the eye seen past the fitted lids).
-    away_from_eyes = hair_distance(reg.eyes, reg.brows, 1.0) >= EYE_MARGIN_MM * size / (10.0 * tile_cm_per_uv(model, 0))
+    face_texels_per_mm = size / (10.0 * tile_cm_per_uv(model, 0))
+    eye_distance = hair_distance(reg.eyes, reg.brows, 1.0)
+    away_from_eyes = eye_distance >= EYE_MARGIN_MM * face_texels_per_mm
     for t in tiles.values():
         seen = t.confidence > 0.0
         texels_per_mm = t.raster.size / (10.0 * tile_cm_per_uv(model, t.raster.tile))
@@ -1097,6 +1102,8 @@ def _estimate(model, prepared, face, fit, points, size, options, exclude) -> App
             # Skin around the eyes is often darker than the cheeks (and the lashes' and brows' hairs reach
             # past their regions): darkness there is the person's.
             fringe = dark_fringe(judged, t.confidence > 0.0, t.raster.valid, tone, away_from_eyes & ~reg.features)
+            # Faded in from the margin: cut at it, a dark patch crossing it kept a straight edge.
+            fringe *= _smoothstep(eye_distance, *(m * face_texels_per_mm for m in EYE_MARGIN_FADE_MM))
         else:
             fringe = dark_fringe(judged, t.confidence > 0.0, t.raster.valid, tone, None)
         t.confidence *= 1.0 - fringe
