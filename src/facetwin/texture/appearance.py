@@ -2554,6 +2554,7 @@ def glints_off(
     fade: float,
     detail: float = 0.0,
     yellower: float | None = None,
+    cell: int | None = None,
 ) -> np.ndarray:
     """A region of the albedo without the glints left in it: no texel brighter than the region around it by
     more than ``limit``, and the colour of those that were pulled to the region's own.
@@ -2577,6 +2578,8 @@ def glints_off(
         yellower: a bright texel whose log blue-green ratio is this much under its surroundings' is kept (the
             skin the lips' region takes in is brighter than the lips, but yellower, than a glint); None: no
             such test.
+        cell: texels per side of the grid's cells the patches are found on; None: ``int(detail)`` (1 is
+            the slow reference, every texel its own cell).
 
     Returns:
         (S, S, 3) float32, ``albedo`` with the glints taken down.
@@ -2603,7 +2606,7 @@ def glints_off(
         return out
     # What moves is a patch, smooth at ``detail``: it is found on a grid a patch's width apart (the
     # texels' mean within each cell), and the texels take its change (2 s at 2048 in full, 0.4 s so).
-    k = max(int(detail), 1)
+    k = max(int(detail) if cell is None else int(cell), 1)
     height, width = seen.shape
     hk, wk = -(-height // k), -(-width // k)
     weight = seen.astype(np.float32)
