@@ -39,6 +39,7 @@ from facetwin.texture.appearance import (
     dark_lines_at_eyes,
     desaturate,
     estimate_appearance,
+    eye_white_reach,
     grow_implausible,
     is_monotone,
     occluder_mask,
@@ -2215,3 +2216,40 @@ def test_jpeg_colour_blocks_are_not_in_the_albedo(model, points, photos_dir):
     assert seen[True][0] < 0.001 and seen[False][0] > 0.005
     assert seen[True][1] < 0.45 < seen[False][1]
     assert abs(seen[True][2] - seen[False][2]) < 3.0
+
+
+def test_eye_white_past_the_detectors_lids_is_found():
+    """The white of an eye that runs 3 px past the detector's lower lid (a small face: a 6 px tall outline in
+    a 10 px tall eye) is found out to the reach, joined to the outline; the lid skin and a bright skin patch
+    not joined to the white are not; a white headscarf beside the eye is not taken for the lids; nothing is
+    taken in a shadowed eye, whose white is not brighter than the lids."""
+    h, w = 60, 80
+    skin = np.array([0.08, 0.05, 0.04], np.float32)
+    white = np.array([0.55, 0.55, 0.6], np.float32)
+    yy, xx = np.mgrid[0:h, 0:w]
+    img = np.broadcast_to(skin, (h, w, 3)).copy()
+    eye = ((xx - 40) / 16.0) ** 2 + ((yy - 30) / 5.0) ** 2 <= 1.0
+    img[eye] = white
+    iris = ((xx - 40) ** 2 + (yy - 29) ** 2 <= 16) & eye
+    img[iris] = [0.03, 0.02, 0.015]
+    outline = ((xx - 40) / 15.0) ** 2 + ((yy - 28) / 3.0) ** 2 <= 1.0
+    img[(np.abs(xx - 40) <= 2) & (yy >= 44) & (yy <= 46)] = 2.0 * skin  # a lit spot on the cheek
+    near = cv2.distanceTransform((~outline).astype(np.uint8), cv2.DIST_L2, 5) <= 3.5
+    past = eye & ~iris & ~outline & near  # the white within the reach
+    got = eye_white_reach(img, outline, 4.0)
+    assert not (got & outline).any()
+    assert got[past].mean() > 0.95, got[past].mean()
+    assert not (got & ~eye).any()
+
+    # A white headscarf over the eye's outer half: taken for the lids, it hides the white; with the face's
+    # pixels given, the lids are the skin again, and the scarf is not taken.
+    scarf = img.copy()
+    face = (xx >= 46) | eye
+    scarf[~face] = [0.7, 0.7, 0.7]
+    assert not eye_white_reach(scarf, outline, 4.0).any()
+    with_face = eye_white_reach(scarf, outline, 4.0, face)
+    assert with_face[past].mean() > 0.95, with_face[past].mean()
+    assert not (with_face & ~eye).any()
+
+    shadowed = np.where(eye[..., None], 1.1 * skin, img)
+    assert not eye_white_reach(shadowed, outline, 4.0).any()

@@ -192,6 +192,14 @@ fraction of the face size (about 2 mm)."""
 OPENING_GROW_FACE = 0.008
 """The detector's mouth and eye openings, widened by this fraction of the face size (about 1 mm): skin
 texels that land in them see teeth or the eyeball, where the fitted lids and lips are off."""
+EYE_WHITE_REACH_FACE = 0.03
+"""How far past the detector's eye outlines (a fraction of the face size, about 4 mm) the white of the eye
+may still show (:func:`eye_white_reach`): on a small face the detector's lower lids ran up to two pixels
+inside the white (classroom_in_tanzania's white streaks on the lower lids). Not the mouth's: the lips are
+narrower than this, so what lies beyond it is not the lips, and face_paint's lit teal lips read as teeth."""
+EYE_WHITE_BRIGHTER_LOG = 0.25
+"""A pixel past an eye's outline is taken for its white only if it is at least this much brighter (natural
+log) than the lids' pixels beyond the reach, as well as nearer the white's colour than theirs."""
 DEPTH_EDGE_CM = 0.5
 """A jump of this much between neighbouring pixels' depths is a depth edge (an occluding contour)."""
 DEPTH_TOLERANCE_PX = 2.0
@@ -952,8 +960,8 @@ def _estimate(model, prepared, face, fit, points, size, options, exclude) -> App
         }
     else:
         sclera = {"pixels": 0, "albedo_linear": None, "hidden_eyes": hidden_eyes}
-    openings = [landmark_polygon(face.landmarks, k) for k in ("mouth", "left_eye", "right_eye")]
-    capture = _capture(model, verts, cam, oval_poly, openings, new_fit.face_size_px)
+    openings = [(landmark_polygon(face.landmarks, k), k != "mouth") for k in ("mouth", "left_eye", "right_eye")]
+    capture = _capture(model, verts, cam, oval_poly, openings, new_fit.face_size_px, prepared.unwrap_linear)
     seconds["capture"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -1328,6 +1336,71 @@ class _Tile:
     shading: np.ndarray  # (S, S) float32 luminance of the shading the photo was divided by, 0 off the surface
 
 
+def eye_white_reach(
+    image_linear: np.ndarray, inside: np.ndarray, reach_px: float, face: np.ndarray | None = None
+) -> np.ndarray:
+    """Pixels past an eye's outline that show the white of the eye, where the detector's lid line runs
+    within it.
+
+    The brightest quarter of the outline's pixels is the white (the iris and the lashes are darker); the
+    pixels of the face from ``reach_px`` to twice as far outside are the lids' skin. A pixel within
+    ``reach_px`` of the outline is taken when it is at least :data:`EYE_WHITE_BRIGHTER_LOG` brighter than
+    the lids' median and nearer the white's colour than theirs (log chromaticity), and is joined to the
+    outline by such pixels. Nothing is taken where the white is not that much brighter than the lids (a
+    closed eye, a shadowed one).
+
+    Args:
+        image_linear: (h, w, 3) linear photo.
+        inside: (h, w) bool, the filled outline.
+        reach_px: how far past the outline to look, pixels.
+        face: (h, w) bool, the face's pixels (the detector's oval); None: all. A white headscarf beside
+            an eye is neither its lids nor its white.
+
+    Returns:
+        (h, w) bool, the pixels taken (none of ``inside``).
+    """
+    import cv2
+
+    img = np.asarray(image_linear, np.float32)
+    inner = np.asarray(inside, bool)
+    if img.ndim != 3 or img.shape[2] != 3 or inner.shape != img.shape[:2]:
+        raise ValueError(f"image_linear (h, w, 3) and inside (h, w) disagree: {img.shape}, {inner.shape}")
+    taken = np.zeros(inner.shape, bool)
+    r = max(round(reach_px), 1)
+    if inner.sum() < 4:
+        return taken
+
+    def disc(k):
+        return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * k + 1, 2 * k + 1))
+
+    near = cv2.dilate(inner.astype(np.uint8), disc(r)).astype(bool)
+    ring = cv2.dilate(inner.astype(np.uint8), disc(2 * r)).astype(bool) & ~near
+    if face is not None:
+        near &= np.asarray(face, bool)
+        ring &= np.asarray(face, bool)
+    log_img = np.log(np.maximum(img, 1e-4))
+    level = log_img.mean(axis=2)
+    chroma = log_img - level[..., None]
+    inner_level = level[inner]
+    white = inner & (level >= np.quantile(inner_level, 0.75))
+    if not ring.any() or not white.any():
+        return taken
+    ring_level = float(np.median(level[ring]))
+    white_chroma, ring_chroma = np.median(chroma[white], axis=0), np.median(chroma[ring], axis=0)
+    if float(np.median(level[white])) < ring_level + EYE_WHITE_BRIGHTER_LOG:
+        return taken
+    like = (
+        near
+        & (level >= ring_level + EYE_WHITE_BRIGHTER_LOG)
+        & (np.linalg.norm(chroma - white_chroma, axis=2) <= np.linalg.norm(chroma - ring_chroma, axis=2))
+    )
+    _, labels = cv2.connectedComponents((like | inner).astype(np.uint8), connectivity=8)
+    joined = np.zeros(labels.max() + 1, bool)
+    joined[np.unique(labels[inner])] = True
+    joined[0] = False
+    return joined[labels] & ~inner
+
+
 @dataclass(frozen=True)
 class _Capture:
     """The photo region around the head, rasterised for the visibility test."""
@@ -1365,8 +1438,10 @@ def _hair_pixels(model: HeadModel, hair: np.ndarray, fit: Fit, view, shape: tupl
     return cv2.dilate(out, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1,) * 2)).astype(bool)
 
 
-def _capture(model, verts, cam, oval_poly, openings, face_size_px) -> _Capture:
-    """Rasterise the head over the face oval's box (at most :data:`CAPTURE_MAX_PX`) for visibility."""
+def _capture(model, verts, cam, oval_poly, openings, face_size_px, image_linear) -> _Capture:
+    """Rasterise the head over the face oval's box (at most :data:`CAPTURE_MAX_PX`) for visibility.
+    ``openings`` are (outline in photo pixels, is an eye) pairs; an eye's is widened into the white of
+    the eye that ``image_linear`` shows past it (:func:`eye_white_reach`)."""
     import cv2
 
     from facetwin.render.raster import rasterize
@@ -1398,9 +1473,17 @@ def _capture(model, verts, cam, oval_poly, openings, face_size_px) -> _Capture:
     jump[:-1, :] |= dy
     oval = np.zeros((h, w), np.uint8)
     cv2.fillPoly(oval, [np.round(((oval_poly - lo) * scale - 0.5) * 256).astype(np.int32)], 1, shift=8)
+    x0, y0 = int(lo[0]), int(lo[1])
+    crop = np.asarray(image_linear, np.float32)[y0 : y0 + math.ceil(h / scale), x0 : x0 + math.ceil(w / scale)]
+    crop = cv2.resize(crop, (w, h), interpolation=cv2.INTER_AREA)
+    reach = max(EYE_WHITE_REACH_FACE * face_size_px * scale, 1.0)
     opening = np.zeros((h, w), np.uint8)
-    for poly in openings:
-        cv2.fillPoly(opening, [np.round(((poly - lo) * scale - 0.5) * 256).astype(np.int32)], 1, shift=8)
+    for poly, is_eye in openings:
+        inside = np.zeros((h, w), np.uint8)
+        cv2.fillPoly(inside, [np.round(((poly - lo) * scale - 0.5) * 256).astype(np.int32)], 1, shift=8)
+        opening |= inside
+        if is_eye:
+            opening |= eye_white_reach(crop, inside.astype(bool), reach, oval.astype(bool)).astype(np.uint8)
     grow = max(round(OPENING_GROW_FACE * face_size_px * scale), 1)
     opening = cv2.dilate(opening, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1)))
     opening = cv2.GaussianBlur(opening.astype(np.float32), (0, 0), grow / 2.0)
