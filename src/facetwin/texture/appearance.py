@@ -413,6 +413,9 @@ skin around it, and taken down to it, it was a dark smear under the brows)."""
 EYE_MARGIN_FADE_MM = (EYE_MARGIN_MM, EYE_MARGIN_MM + 5.0)
 """Distances from the eyes and brows over which a dark fringe fades in: frederick_douglass_1879's dark skin
 below one eye, a fringe past the margin and kept within it, ended in a straight line along it."""
+FRINGE_FEATURE_FADE_MM = 2.0
+"""Distance from the lips and nostrils over which a dark fringe fades in, for the same reason: astronaut's
+dark skin under her nose, a fringe up to the upper lip's outline, ended there in a straight edge."""
 BROW_LIGHTER_LOG = math.log(1.2)
 """In the brows, log brightness above the skin tone from which a texel whiter than the skin is judged by its
 colour in full (:func:`_brow_plausibility`)."""
@@ -1088,6 +1091,7 @@ def _estimate(model, prepared, face, fit, points, size, options, exclude) -> App
     face_texels_per_mm = size / (10.0 * tile_cm_per_uv(model, 0))
     eye_distance = hair_distance(reg.eyes, reg.brows, 1.0)
     away_from_eyes = eye_distance >= EYE_MARGIN_MM * face_texels_per_mm
+    feature_distance = cv2.distanceTransform((~reg.features).astype(np.uint8), cv2.DIST_L2, 5)
     for t in tiles.values():
         seen = t.confidence > 0.0
         texels_per_mm = t.raster.size / (10.0 * tile_cm_per_uv(model, t.raster.tile))
@@ -1112,6 +1116,7 @@ def _estimate(model, prepared, face, fit, points, size, options, exclude) -> App
             fringe = dark_fringe(judged, t.confidence > 0.0, t.raster.valid, tone, away_from_eyes & ~reg.features)
             # Faded in from the margin: cut at it, a dark patch crossing it kept a straight edge.
             fringe *= _smoothstep(eye_distance, *(m * face_texels_per_mm for m in EYE_MARGIN_FADE_MM))
+            fringe *= _smoothstep(feature_distance, 0.0, FRINGE_FEATURE_FADE_MM * face_texels_per_mm)
         else:
             fringe = dark_fringe(judged, t.confidence > 0.0, t.raster.valid, tone, None)
         t.confidence *= 1.0 - fringe
