@@ -413,9 +413,12 @@ skin around it, and taken down to it, it was a dark smear under the brows)."""
 EYE_MARGIN_FADE_MM = (EYE_MARGIN_MM, EYE_MARGIN_MM + 5.0)
 """Distances from the eyes and brows over which a dark fringe fades in: frederick_douglass_1879's dark skin
 below one eye, a fringe past the margin and kept within it, ended in a straight line along it."""
-FRINGE_FEATURE_FADE_MM = 2.0
-"""Distance from the lips and nostrils over which a dark fringe fades in, for the same reason: astronaut's
-dark skin under her nose, a fringe up to the upper lip's outline, ended there in a straight edge."""
+FEATURE_EDGE_FADE_MM = 2.0
+"""Distance from the features' outlines (eyes, brows, lips, nostrils) over which the skin's own tests fade in
+(its colour's plausibility, the dark fringe): the features have tests of their own, and where a patch crossed
+an outline the switch drew the outline, coarse and straight, into the map. astronaut's dark skin under her
+nose, a fringe up to the upper lip's outline, ended there in a straight edge; laos's orange eye shadow,
+kept in the brows and filled below them, along the brows' lower outline."""
 BROW_LIGHTER_LOG = math.log(1.2)
 """In the brows, log brightness above the skin tone from which a texel whiter than the skin is judged by its
 colour in full (:func:`_brow_plausibility`)."""
@@ -1102,11 +1105,12 @@ def _estimate(model, prepared, face, fit, points, size, options, exclude) -> App
             feature = bright.copy()
             brows = reg.brows[seen]
             feature[brows] = _brow_plausibility(judged[seen][brows][None], tone)[0]
-            plausible = np.where(reg.features[seen], feature, plausible)
             # An implausible patch's rim is the same error, fainter (the rim light's streak on a nose wing).
             skin_map = np.ones(t.confidence.shape, np.float32)
             skin_map[seen] = np.where(reg.features[seen], 1.0, plausible)
-            plausible = np.where(reg.features[seen], plausible, grow_implausible(skin_map)[seen])
+            skin_rule = grow_implausible(skin_map)[seen]
+            fade = _smoothstep(feature_distance[seen], 0.0, FEATURE_EDGE_FADE_MM * texels_per_mm)
+            plausible = np.where(reg.features[seen], feature, feature + fade * (skin_rule - feature))
             # Far brighter than the skin is mostly shine, which the overlay covers; off its hue is not skin.
             skin_seen[seen] *= np.where(reg.features[seen], 1.0, chroma).astype(np.float32)
         t.confidence[seen] *= plausible.astype(np.float32)
@@ -1116,7 +1120,7 @@ def _estimate(model, prepared, face, fit, points, size, options, exclude) -> App
             fringe = dark_fringe(judged, t.confidence > 0.0, t.raster.valid, tone, away_from_eyes & ~reg.features)
             # Faded in from the margin: cut at it, a dark patch crossing it kept a straight edge.
             fringe *= _smoothstep(eye_distance, *(m * face_texels_per_mm for m in EYE_MARGIN_FADE_MM))
-            fringe *= _smoothstep(feature_distance, 0.0, FRINGE_FEATURE_FADE_MM * face_texels_per_mm)
+            fringe *= _smoothstep(feature_distance, 0.0, FEATURE_EDGE_FADE_MM * face_texels_per_mm)
         else:
             fringe = dark_fringe(judged, t.confidence > 0.0, t.raster.valid, tone, None)
         t.confidence *= 1.0 - fringe
