@@ -2256,29 +2256,34 @@ def test_eye_white_past_the_detectors_lids_is_found():
 
 
 
-def test_skin_tests_fade_in_at_the_features_outlines(model, points, photos_dir):
-    """laos.jpg: orange eye shadow over the lids and the lower part of the brows. The brows keep it (their
-    own test is brightness), the skin below leaves it out by its colour; across the brows' outline the
-    confidence changes over :data:`FEATURE_EDGE_FADE_MM`, not from one texel to the next, which drew the
-    outline's straight segments into the map. Measured at 512: the largest change across the outline 0.51
-    (1.00 when the skin's test started at the outline)."""
+
+@pytest.mark.parametrize("name, outline", [("laos.jpg", "brows"), ("astronaut.png", "features")])
+def test_skin_tests_fade_in_at_the_features_outlines(model, points, photos_dir, name, outline):
+    """The features have tests of their own, and the skin's (colour plausibility, dark fringe) fade in over
+    :data:`FEATURE_EDGE_FADE_MM` from their outlines: the confidence across an outline changes over that
+    distance, not from one texel to the next, which drew the outline's straight segments into the map.
+    laos.jpg: orange eye shadow over the lids and the brows' lower part, kept in the brows and left out
+    below them by its colour. astronaut.png: dark skin under the nose, a fringe of the unseen, up to the
+    nostrils' and the upper lip's outlines. Measured at 512, the largest change across the outline: 0.51
+    and 0.35 (1.00 both when the skin's tests started at the outline)."""
     from facetwin.detect import detect_faces
     from facetwin.io import read_photo
 
-    photo = read_photo(photos_dir / "laos.jpg")
+    photo = read_photo(photos_dir / name)
     face = detect_faces(photo.image_srgb).faces[0]
     size = 512
     app = estimate_appearance(
         model, photo, face, fit_face(model, points, photo, face), points=points, texture_size=size
     )
     reg = face_regions(model, size)
+    region = getattr(reg, outline)
     conf = app.confidence
     steps = []
     for a, b in ((np.s_[:, :-1], np.s_[:, 1:]), (np.s_[:-1, :], np.s_[1:, :])):
         for u, v in ((a, b), (b, a)):
-            edge = reg.brows[u] & ~reg.brows[v] & ~reg.features[v] & (np.maximum(conf[u], conf[v]) > 0.5)
+            edge = region[u] & ~reg.features[v] & (np.maximum(conf[u], conf[v]) > 0.5)
             steps.append(np.abs(conf[u] - conf[v])[edge])
     steps = np.concatenate(steps)
-    print(f"\nconfidence step across the brows' outline: max {steps.max():.2f} over {steps.size} edges")
+    print(f"\n{name}: confidence step across the {outline}' outline: max {steps.max():.2f} over {steps.size}")
     assert steps.size > 50
     assert steps.max() < 0.6, steps.max()
