@@ -1375,18 +1375,20 @@ def eye_white_reach(
     if img.ndim != 3 or img.shape[2] != 3 or inner.shape != img.shape[:2]:
         raise ValueError(f"image_linear (h, w, 3) and inside (h, w) disagree: {img.shape}, {inner.shape}")
     taken = np.zeros(inner.shape, bool)
-    r = max(round(reach_px), 1)
+    r = max(float(reach_px), 1.0)
     if inner.sum() < 4:
         return taken
-
-    def disc(k):
-        return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * k + 1, 2 * k + 1))
-
-    near = cv2.dilate(inner.astype(np.uint8), disc(r)).astype(bool)
-    ring = cv2.dilate(inner.astype(np.uint8), disc(2 * r)).astype(bool) & ~near
+    # Worked on the outline's box, grown by the ring: the photo beyond it is not read.
+    rows, cols = np.flatnonzero(inner.any(axis=1)), np.flatnonzero(inner.any(axis=0))
+    pad = math.ceil(2.0 * r) + 2
+    box = (slice(max(rows[0] - pad, 0), rows[-1] + pad + 1), slice(max(cols[0] - pad, 0), cols[-1] + pad + 1))
+    img, inner = img[box], inner[box]
+    away = cv2.distanceTransform((~inner).astype(np.uint8), cv2.DIST_L2, 5)
+    near = ~inner & (away <= r)
+    ring = (away > r) & (away <= 2.0 * r)
     if face is not None:
-        near &= np.asarray(face, bool)
-        ring &= np.asarray(face, bool)
+        near &= np.asarray(face, bool)[box]
+        ring &= np.asarray(face, bool)[box]
     log_img = np.log(np.maximum(img, 1e-4))
     level = log_img.mean(axis=2)
     chroma = log_img - level[..., None]
@@ -1407,7 +1409,8 @@ def eye_white_reach(
     joined = np.zeros(labels.max() + 1, bool)
     joined[np.unique(labels[inner])] = True
     joined[0] = False
-    return joined[labels] & ~inner
+    taken[box] = joined[labels] & ~inner
+    return taken
 
 
 @dataclass(frozen=True)
