@@ -15,6 +15,7 @@ from facetwin.texture.complete import (
     complete_texture,
     detail_scales,
     drop_islands,
+    mask_box,
     pad_texture,
     scale_detail,
     skin_detail_spread,
@@ -612,3 +613,17 @@ def test_smooth_matches_the_full_size_blur():
         ref = cv2.GaussianBlur(x, (0, 0), sigma)
         err = np.abs(gaussian_blur(x, sigma) - ref)[100:-100, 100:-100].max()  # borders: both extrapolate
         assert err < 0.03 * np.abs(ref).max(), (sigma, err, np.abs(ref).max())  # measured 1.4 % at most
+
+
+def test_mask_box_known_answers():
+    """The bounding box of a mask's true entries, grown by the pad and clipped to the array."""
+    mask = np.zeros((10, 12), bool)
+    mask[3, 4] = mask[6, 8] = True
+    assert mask_box(mask) == (slice(3, 7), slice(4, 9))
+    assert mask_box(mask, 2) == (slice(1, 9), slice(2, 11))
+    assert mask_box(mask, 5) == (slice(0, 10), slice(0, 12))
+    assert mask[mask_box(mask)].sum() == 2
+    with pytest.raises(ValueError):
+        mask_box(np.zeros((4, 4), bool))
+    with pytest.raises(ValueError):
+        mask_box(mask, -1)

@@ -1370,6 +1370,8 @@ def eye_white_reach(
     """
     import cv2
 
+    from facetwin.texture.complete import mask_box
+
     img = np.asarray(image_linear, np.float32)
     inner = np.asarray(inside, bool)
     if img.ndim != 3 or img.shape[2] != 3 or inner.shape != img.shape[:2]:
@@ -1379,9 +1381,7 @@ def eye_white_reach(
     if inner.sum() < 4:
         return taken
     # Worked on the outline's box, grown by the ring: the photo beyond it is not read.
-    rows, cols = np.flatnonzero(inner.any(axis=1)), np.flatnonzero(inner.any(axis=0))
-    pad = math.ceil(2.0 * r) + 2
-    box = (slice(max(rows[0] - pad, 0), rows[-1] + pad + 1), slice(max(cols[0] - pad, 0), cols[-1] + pad + 1))
+    box = mask_box(inner, math.ceil(2.0 * r) + 2)
     img, inner = img[box], inner[box]
     away = cv2.distanceTransform((~inner).astype(np.uint8), cv2.DIST_L2, 5)
     near = ~inner & (away <= r)
@@ -2681,20 +2681,15 @@ def glints_off(
     """
     import cv2
 
-    from facetwin.texture.complete import weighted_blur
+    from facetwin.texture.complete import mask_box, weighted_blur
 
     full = np.asarray(albedo, np.float32)
     out = full.copy()
     region = np.asarray(region, bool)
-    rows, cols = np.flatnonzero(region.any(axis=1)), np.flatnonzero(region.any(axis=0))
     if region.sum() < 16:
         return out
     # A small region (the lips) is worked on its box, with room for the blurs.
-    pad = math.ceil(4.0 * sigma) + 1
-    box = (
-        slice(max(rows[0] - pad, 0), rows[-1] + pad + 1),
-        slice(max(cols[0] - pad, 0), cols[-1] + pad + 1),
-    )
+    box = mask_box(region, math.ceil(4.0 * sigma) + 1)
     a, region = full[box], region[box]
     seen = region & (np.asarray(confidence)[box] > 0.0) & np.isfinite(a).all(axis=2)
     if seen.sum() < 16:

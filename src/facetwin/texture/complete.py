@@ -536,8 +536,7 @@ def skin_detail_spread(texture_linear: np.ndarray, source: np.ndarray, edges: np
     texels_per_cm = e[-1] / DETAIL_COARSEST_CM
     if src.sum() < DETAIL_MIN_CM2 * texels_per_cm**2:
         return np.zeros((0, tex.shape[2]))
-    rows, cols = np.flatnonzero(src.any(axis=1)), np.flatnonzero(src.any(axis=0))
-    box = np.s_[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    box = mask_box(src)
     src = src[box]
     w = src.astype(np.float32)
     log = np.log(np.maximum(np.nan_to_num(tex[box], nan=1.0), 1e-4)) * w[..., None]
@@ -583,8 +582,7 @@ def scale_detail(texture_linear: np.ndarray, source: np.ndarray, edges: np.ndarr
     bands = np.flatnonzero((g != 1.0).any(axis=1))
     if not src.any() or channels.size == 0:
         return out
-    rows, cols = np.flatnonzero(src.any(axis=1)), np.flatnonzero(src.any(axis=0))
-    box = np.s_[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    box = mask_box(src)
     w = src[box].astype(np.float32)
     log = np.log(np.maximum(np.nan_to_num(tex[box][..., channels], nan=1.0), 1e-4))
     blurs = {k: log if k == 0 else weighted_blur(log, w, e[k]) for k in np.union1d(bands, bands + 1)}
@@ -601,6 +599,25 @@ def _check_edges(edges) -> np.ndarray:
     if e.ndim != 1 or e.size < 2 or e[0] != 0.0 or np.any(np.diff(e) <= 0):
         raise ValueError(f"edges: expected ascending sigmas from 0 (detail_scales), got {edges!r}")
     return e
+
+
+def mask_box(mask: np.ndarray, pad: int = 0) -> tuple[slice, slice]:
+    """Row and column slices of the bounding box of a (H, W) bool mask's true entries, grown by ``pad``
+    on each side and clipped to the array: the part of a tile a step on a small region needs to read.
+
+    Raises:
+        ValueError: an empty mask or a negative ``pad``.
+    """
+    m = np.asarray(mask, bool)
+    if m.ndim != 2 or not m.any():
+        raise ValueError(f"mask: expected a non-empty (H, W) bool array, got shape {m.shape}")
+    if pad < 0:
+        raise ValueError(f"pad: expected >= 0, got {pad}")
+    rows, cols = np.flatnonzero(m.any(axis=1)), np.flatnonzero(m.any(axis=0))
+    return (
+        slice(max(rows[0] - pad, 0), min(rows[-1] + pad + 1, m.shape[0])),
+        slice(max(cols[0] - pad, 0), min(cols[-1] + pad + 1, m.shape[1])),
+    )
 
 
 def gaussian_blur(x: np.ndarray, sigma: float) -> np.ndarray:

@@ -85,7 +85,7 @@ def hair_cover(
     import cv2
     from scipy.ndimage import binary_fill_holes
 
-    from facetwin.texture.complete import weighted_blur
+    from facetwin.texture.complete import mask_box, weighted_blur
 
     albedo = np.asarray(albedo, np.float32)
     shapes = [np.shape(seen), np.shape(region)] + ([] if hidden is None else [np.shape(hidden)])
@@ -107,11 +107,7 @@ def hair_cover(
         return cover
     # Only the region's bounding box, with room for the widest filter, is filtered.
     reach = math.ceil(3.0 * max(HAIR_SCALE_MM, HAIR_WINDOW_MM) * texels_per_mm)
-    rows, cols = np.flatnonzero(look.any(axis=1)), np.flatnonzero(look.any(axis=0))
-    box = (
-        slice(max(rows[0] - reach, 0), min(rows[-1] + reach + 1, height)),
-        slice(max(cols[0] - reach, 0), min(cols[-1] + reach + 1, width)),
-    )
+    box = mask_box(look, reach)
     weight = look[box].astype(np.float32)
     log_lum = np.log(np.maximum(lum[box], 1e-4))
 
