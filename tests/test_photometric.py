@@ -192,6 +192,15 @@ def test_excluded_pixels_are_left_out_of_the_light(model, points, scene):
     assert kept < 0.1 * moved
     with pytest.raises(ValueError, match="exclude"):
         refine_photometric(model, clean, sc.face.landmarks, scene["fit"], points, exclude=below[:10], **kw)
+    # A second pass over the same fit (the appearance stage's refit without hair) may hand back the first's
+    # vertex visibility instead of computing it again: the same fit.
+    again = refine_photometric(
+        model, clean, sc.face.landmarks, scene["fit"], points, exclude=below, visibility=base.visibility, **kw
+    )
+    np.testing.assert_array_equal(again.sh_light, clean_left_out.sh_light)
+    np.testing.assert_array_equal(again.albedo_grid_linear, clean_left_out.albedo_grid_linear)
+    with pytest.raises(ValueError, match="visibility"):
+        refine_photometric(model, clean, sc.face.landmarks, scene["fit"], points, visibility=base.visibility[:, :5], **kw)
 
 
 def test_bad_inputs(model, points, scene):

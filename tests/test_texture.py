@@ -12,6 +12,9 @@ from debug_images import save_debug_row
 from facetwin.texture.complete import (
     NEIGHBOUR_PAIRS,
     add_skin_detail,
+    all_channels,
+    channel_mean,
+    channel_sum,
     complete_texture,
     detail_scales,
     drop_islands,
@@ -613,6 +616,22 @@ def test_smooth_matches_the_full_size_blur():
         ref = cv2.GaussianBlur(x, (0, 0), sigma)
         err = np.abs(gaussian_blur(x, sigma) - ref)[100:-100, 100:-100].max()  # borders: both extrapolate
         assert err < 0.03 * np.abs(ref).max(), (sigma, err, np.abs(ref).max())  # measured 1.4 % at most
+
+
+def test_channel_reductions_match_numpys():
+    """channel_sum, channel_mean and all_channels give numpy's own reductions over the last axis, to the bit."""
+    rng = np.random.default_rng(3)
+    for dtype in (np.float32, np.float64):
+        x = rng.random((5, 7, 3)).astype(dtype) * 100.0
+        np.testing.assert_array_equal(channel_sum(x), x.sum(axis=-1))
+        np.testing.assert_array_equal(channel_mean(x), x.mean(axis=-1))
+        np.testing.assert_array_equal(channel_mean(x, keepdims=True), x.mean(axis=-1, keepdims=True))
+        assert channel_mean(x).dtype == dtype
+    flat = rng.random((1, 50, 3)).astype(np.float32)
+    np.testing.assert_array_equal(channel_mean(flat), flat.mean(axis=2))
+    finite = np.isfinite(np.where(rng.random((6, 6, 3)) < 0.2, np.nan, 1.0))
+    np.testing.assert_array_equal(all_channels(finite), finite.all(axis=-1))
+    assert channel_mean(np.array([[1.0, 2.0, 6.0]]))[0] == 3.0
 
 
 def test_mask_box_known_answers():

@@ -468,6 +468,7 @@ def refine_photometric(
     monotone: bool = False,
     fit_sheen: bool = True,
     exclude: np.ndarray | None = None,
+    visibility: np.ndarray | None = None,
 ) -> PhotometricFit:
     """Jointly refine pose, identity, expression, SH light and a low-resolution albedo (module docstring).
 
@@ -491,6 +492,9 @@ def refine_photometric(
         exclude: (h, w) bool pixels of the crop known not to be skin (hair an earlier pass found on the
             surface), or None. The crop is the one this call makes (the returned ``view``): an earlier call
             with the same image, landmarks, box, ``work_px`` and fit camera made the same one.
+        visibility: (V, D) the vertex visibility of ``fit.vertices`` over :data:`N_DIRECTIONS` directions, as
+            an earlier call with the same ``fit`` returned it (``PhotometricFit.visibility``), or None to
+            compute it (the costliest step of setting up).
 
     Returns:
         :class:`PhotometricFit`.
@@ -535,7 +539,10 @@ def refine_photometric(
     oval = oval.astype(bool)
 
     dirs = sphere_directions(N_DIRECTIONS)
-    visibility = vertex_visibility(fit.vertices, model.faces[prob.occ], dirs)
+    if visibility is None:
+        visibility = vertex_visibility(fit.vertices, model.faces[prob.occ], dirs)
+    elif np.shape(visibility) != (fit.vertices.shape[0], dirs.shape[0]):
+        raise ValueError(f"visibility: expected {(fit.vertices.shape[0], dirs.shape[0])}, got {np.shape(visibility)}")
 
     # Parameters (torch leaves): rotation increment, translation, identity (first k), expression.
     k = prob.k

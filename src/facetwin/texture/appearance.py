@@ -78,6 +78,7 @@ import numpy as np
 from facetwin.fit.landmarks import Fit, SurfacePoints
 from facetwin.fit.photometric import FEATURE_MARGIN_FACE
 from facetwin.model.ict import HeadModel
+from facetwin.texture.complete import all_channels, channel_mean, channel_sum
 from facetwin.texture.delight import Sheen
 from facetwin.texture.delight import smoothstep as _smoothstep
 
@@ -807,12 +808,12 @@ def estimate_appearance(
     if photo.chroma_subsampled and not monotone:
         unwrap_linear = srgb_to_linear(deblock_chroma(img_srgb))
     prepared = _Prepared(image_linear, unwrap_linear, monotone, _white_point(image_linear), time.perf_counter() - t0)
-    first = _estimate(model, prepared, face, fit, points, int(texture_size), options, exclude=None)
+    first = _estimate(model, prepared, face, fit, points, int(texture_size), options, hair_found=None)
     if isinstance(first, Appearance):
         app = first
         app.metrics["refit_without_hair"] = False
     else:
-        app = _estimate(model, prepared, face, fit, points, int(texture_size), options, exclude=first.pixels)
+        app = _estimate(model, prepared, face, fit, points, int(texture_size), options, hair_found=first)
         app.metrics["refit_without_hair"] = True
         app.metrics["hair_fraction_beard_region"] = first.fraction
         app.metrics["seconds"]["first_pass"] = round(first.seconds, 3)
@@ -839,14 +840,15 @@ class _HairFound:
     """What a first pass of :func:`_estimate` found: hair over much of the lower face."""
 
     pixels: np.ndarray  # (h, w) bool, the photometric fit's crop
+    visibility: np.ndarray  # (V, D) bool, the landmark fit's vertex visibility (the same in every pass)
     fraction: float  # of the beard region
     seconds: float  # the first pass's
 
 
-def _estimate(model, prepared, face, fit, points, size, options, exclude) -> Appearance | _HairFound:
-    """:func:`estimate_appearance`'s one pass: with ``exclude`` None, it stops with :class:`_HairFound`
-    right after the hair step where there is much hair; with the crop's pixels to leave out of the
-    photometric fit, it runs to the end."""
+def _estimate(model, prepared, face, fit, points, size, options, hair_found) -> Appearance | _HairFound:
+    """:func:`estimate_appearance`'s one pass: with ``hair_found`` None, it stops with :class:`_HairFound`
+    right after the hair step where there is much hair; with what a first pass found, it leaves the hair's
+    pixels out of the photometric fit and runs to the end."""
     import cv2
 
     from facetwin.fit.photometric import face_oval_px, landmark_polygon, refine_photometric
@@ -886,7 +888,8 @@ def _estimate(model, prepared, face, fit, points, size, options, exclude) -> App
         refine_geometry=options.refine_geometry,
         monotone=monotone,
         fit_sheen=options.remove_shine,
-        exclude=exclude,
+        exclude=None if hair_found is None else hair_found.pixels,
+        visibility=None if hair_found is None else hair_found.visibility,
     )
     seconds["photometric"] = time.perf_counter() - t0
 
@@ -1059,9 +1062,10 @@ def _estimate(model, prepared, face, fit, points, size, options, exclude) -> App
     skin_seen *= 1.0 - hair
     hair_fraction = float(hair[reg.beard].mean())
     seconds["hair"] = time.perf_counter() - t0
-    if exclude is None and options.refit_without_hair and hair_fraction > HAIR_REFIT_FRACTION:
+    if hair_found is None and options.refit_without_hair and hair_fraction > HAIR_REFIT_FRACTION:
         return _HairFound(
             pixels=_hair_pixels(model, hair, new_fit, view, phot.skin_mask.shape),
+            visibility=phot.visibility,
             fraction=round(hair_fraction, 4),
             seconds=sum(seconds.values()),
         )
@@ -1146,7 +1150,7 @@ def _estimate(model, prepared, face, fit, points, size, options, exclude) -> App
         s = t.raster.size
         albedo = np.clip(np.nan_to_num(t.albedo), 0.0, 1.0)
         if monotone:
-            albedo = albedo.mean(axis=2, keepdims=True)
+            albedo = channel_mean(albedo, keepdims=True)
         # The same octaves on the surface; a coarser tile has fewer of them, the finest dropped.
         edges = detail_scales(s / tile_cm_per_uv(model, tile))
         nb = min(edges.size - 1, spread.shape[0])
@@ -1179,9 +1183,8 @@ def _estimate(model, prepared, face, fit, points, size, options, exclude) -> App
         out[1] = cv2.resize(out[1], (size, size), interpolation=cv2.INTER_LINEAR)
     seconds["complete"] = time.perf_counter() - t0
 
-    raw = np.where(face_tile.seen[..., None], linear_to_srgb(np.nan_to_num(face_tile.raw)), 0.0).astype(
-        np.float32
-    )
+    raw = np.zeros(face_tile.raw.shape, np.float32)
+    raw[face_tile.seen] = linear_to_srgb(np.nan_to_num(face_tile.raw[face_tile.seen]))
 
     # Re-render with the final albedo and light, on the photometric fit's crop and skin mask.
     t0 = time.perf_counter()
@@ -2459,7 +2462,7 @@ def _exposure_albedo(white: float, cheek_raw: np.ndarray) -> float:
 
 def _white_point(image_linear: np.ndarray) -> float:
     """The photo's white point: its :data:`WHITE_POINT_QUANTILE` brightness (mean of the channels, linear)."""
-    return max(float(np.quantile(image_linear.mean(axis=2), WHITE_POINT_QUANTILE)), 1e-6)
+    return max(float(np.quantile(channel_mean(image_linear), WHITE_POINT_QUANTILE)), 1e-6)
 
 
 def scene_white(image_linear: np.ndarray, oval_poly: np.ndarray, skin_level: float) -> dict:
@@ -2691,7 +2694,7 @@ def glints_off(
     # A small region (the lips) is worked on its box, with room for the blurs.
     box = mask_box(region, math.ceil(4.0 * sigma) + 1)
     a, region = full[box], region[box]
-    seen = region & (np.asarray(confidence)[box] > 0.0) & np.isfinite(a).all(axis=2)
+    seen = region & (np.asarray(confidence)[box] > 0.0) & all_channels(np.isfinite(a))
     if seen.sum() < 16:
         return out
     # What moves is a patch, smooth at ``detail``: it is found on a grid a patch's width apart (the
@@ -2709,24 +2712,24 @@ def glints_off(
     log_a = np.log(np.maximum(lin, 1e-4)).astype(np.float32)
     w = weight.astype(np.float32)
     patch = log_a if detail == 0.0 else weighted_blur(log_a, w, detail / k)
-    level = patch.mean(axis=2)
+    level = channel_mean(patch)
     for _ in range(2):
         ref = weighted_blur(log_a, w, sigma / k)
-        w = (weight * (level <= ref.mean(axis=2) + 0.5 * limit)).astype(np.float32)
+        w = (weight * (level <= channel_mean(ref) + 0.5 * limit)).astype(np.float32)
     held = 1.0
     if yellower is not None:
         held = 1.0 - _smoothstep((ref[..., 2] - ref[..., 1]) - (patch[..., 2] - patch[..., 1]), 0.0, yellower)
     inside = cv2.distanceTransform(region.astype(np.uint8), cv2.DIST_L2, 5)
     if k > 1:
         inside = cv2.resize(inside, (wk, hk), interpolation=cv2.INTER_AREA)
-    excess = np.where(cell_seen, level - ref.mean(axis=2) - limit, 0.0) * held * _smoothstep(inside, 0.0, fade)
+    excess = np.where(cell_seen, level - channel_mean(ref) - limit, 0.0) * held * _smoothstep(inside, 0.0, fade)
     # How far over: 0 up to the limit, 1 at twice it; the colour follows the brightness down.
     share = np.clip(excess / limit, 0.0, 1.0)[..., None]
-    towards = (ref - ref.mean(axis=2, keepdims=True)) - (patch - patch.mean(axis=2, keepdims=True))
+    towards = (ref - channel_mean(ref, keepdims=True)) - (patch - channel_mean(patch, keepdims=True))
     change = (share * towards - np.clip(excess, 0.0, None)[..., None]).astype(np.float32)
     if k > 1:
         change = cv2.resize(change, (width, height), interpolation=cv2.INTER_LINEAR)
-    moved = seen & np.any(change != 0.0, axis=2)
+    moved = seen & ~all_channels(change == 0.0)
     a_out = out[box]
     a_out[moved] = a[moved] * np.exp(change[moved])
     return out
@@ -2743,10 +2746,11 @@ def _plausibility(albedo: np.ndarray, tone: np.ndarray) -> tuple[np.ndarray, np.
     """
     la = np.log(np.maximum(np.nan_to_num(albedo, nan=0.0), 1e-4)).astype(np.float32)
     lt = np.log(np.maximum(tone.astype(np.float64), 1e-4)).astype(np.float32)
-    d = (la - la.mean(axis=2, keepdims=True)) - (lt - lt.mean())
-    seen = np.isfinite(albedo).all(axis=2)
-    chroma = 1.0 - _smoothstep(np.sqrt((d**2).sum(axis=2)), CHROMA_PLAUSIBLE, CHROMA_IMPLAUSIBLE)
-    bright = 1.0 - _smoothstep(la.mean(axis=2) - lt.mean(), BRIGHT_PLAUSIBLE, BRIGHT_IMPLAUSIBLE)
+    la_mean = channel_mean(la, keepdims=True)
+    d = (la - la_mean) - (lt - lt.mean())
+    seen = all_channels(np.isfinite(albedo))
+    chroma = 1.0 - _smoothstep(np.sqrt(channel_sum(d**2)), CHROMA_PLAUSIBLE, CHROMA_IMPLAUSIBLE)
+    bright = 1.0 - _smoothstep(la_mean[..., 0] - lt.mean(), BRIGHT_PLAUSIBLE, BRIGHT_IMPLAUSIBLE)
     return np.where(seen, chroma, 0.0), np.where(seen, bright, 0.0)
 
 
@@ -2793,7 +2797,7 @@ def _patch_colour(albedo: np.ndarray, seen: np.ndarray, sigma: float) -> np.ndar
 
     from facetwin.texture.complete import weighted_blur
 
-    ok = seen & np.isfinite(albedo).all(axis=2)
+    ok = seen & all_channels(np.isfinite(albedo))
     size = ok.shape[0]
     work = min(size, PATCH_WORK_SIZE)
     a = np.array(albedo, np.float32)
@@ -2839,7 +2843,7 @@ def dark_fringe(
     import cv2
 
     lt = float(np.log(np.maximum(tone.astype(np.float64), 1e-4)).mean())
-    la = np.log(np.maximum(np.nan_to_num(judged, nan=1.0), 1e-4)).mean(axis=2) - lt
+    la = channel_mean(np.log(np.maximum(np.nan_to_num(judged, nan=1.0), 1e-4))) - lt
     darkness = _smoothstep(-la, -math.log(DARK_FRINGE_RAMP[0]), -math.log(DARK_FRINGE_RAMP[1]))
     dark = seen & (darkness > 0.0)
     unseen = valid & ~seen
@@ -2905,7 +2909,7 @@ def _detail_spread(model: HeadModel, face_tile: _Tile, reg, monotone: bool) -> n
     if edges.size < 2:  # a texel is coarser than skin's detail
         return np.zeros((0, 3))
     # Monotone photos: one gray channel's spreads, for all three.
-    albedo = face_tile.albedo.mean(axis=2, keepdims=True) if monotone else face_tile.albedo
+    albedo = channel_mean(face_tile.albedo, keepdims=True) if monotone else face_tile.albedo
     plain = (face_tile.confidence > DETAIL_SOURCE_CONFIDENCE) & ~reg.features
     spreads = [skin_detail_spread(albedo, plain & region, edges) for region in (reg.core, reg.cheeks)]
     spreads = [x for x in spreads if x.shape[0]]

@@ -548,7 +548,7 @@ def residual_shading(
     Returns:
         (S, S) float32 natural-log gray offset (negative in a shadow), 0 where ``weight`` is 0.
     """
-    from facetwin.texture.complete import weighted_blur
+    from facetwin.texture.complete import channel_mean, weighted_blur
     from facetwin.texture.skin import skin_albedo_linear
 
     a = np.asarray(albedo_linear, np.float32)
@@ -559,7 +559,7 @@ def residual_shading(
     seen = w > 0.0
     ws = np.where(seen, w, 0.0).astype(np.float32)
     if melanin is None or haemoglobin is None:
-        level = np.where(seen, np.log(np.maximum(np.nan_to_num(a), 1e-4)).mean(axis=2), 0.0).astype(np.float32)
+        level = np.where(seen, channel_mean(np.log(np.maximum(np.nan_to_num(a), 1e-4))), 0.0).astype(np.float32)
         return _line_shading(level, ws, np.zeros_like(level), sigmas_texels)
 
     def log_skin(m, b):
@@ -580,7 +580,7 @@ def residual_shading(
     log_a = np.log(np.maximum(np.nan_to_num(a), 1e-4)) - log_skin(melanin, haemoglobin).astype(np.float32)
     gray = np.where(seen, log_a @ gray_row.astype(np.float32), 0.0).astype(np.float32)
     band = weighted_blur(gray, ws, sigmas_texels[0]) - weighted_blur(gray, ws, sigmas_texels[1])
-    level = np.where(seen, log_a.mean(axis=2), 0.0).astype(np.float32)
+    level = np.where(seen, channel_mean(log_a), 0.0).astype(np.float32)
     return _line_shading(level, ws, band, sigmas_texels)
 
 

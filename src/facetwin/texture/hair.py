@@ -85,7 +85,7 @@ def hair_cover(
     import cv2
     from scipy.ndimage import binary_fill_holes
 
-    from facetwin.texture.complete import mask_box, weighted_blur
+    from facetwin.texture.complete import channel_mean, mask_box, weighted_blur
 
     albedo = np.asarray(albedo, np.float32)
     shapes = [np.shape(seen), np.shape(region)] + ([] if hidden is None else [np.shape(hidden)])
@@ -101,15 +101,22 @@ def hair_cover(
         return _on_blocks(albedo, seen, region, texels_per_mm, hidden, k)
     height, width = albedo.shape[:2]
     cover = np.zeros((height, width), np.float32)
-    lum = np.nan_to_num(albedo, nan=0.0).mean(axis=2)
-    look = np.asarray(seen, bool) & np.asarray(region, bool) & (lum > 0)
-    if not look.any():
+    looked = np.asarray(seen, bool) & np.asarray(region, bool)
+    if not looked.any():
         return cover
-    # Only the region's bounding box, with room for the widest filter, is filtered.
+    # Only the region's bounding box, with room for the widest filter, is read and filtered (the seen
+    # part's box holds the box of its texels with some brightness).
     reach = math.ceil(3.0 * max(HAIR_SCALE_MM, HAIR_WINDOW_MM) * texels_per_mm)
-    box = mask_box(look, reach)
-    weight = look[box].astype(np.float32)
-    log_lum = np.log(np.maximum(lum[box], 1e-4))
+    outer = mask_box(looked, reach)
+    lum = channel_mean(np.nan_to_num(albedo[outer], nan=0.0))
+    look_outer = looked[outer] & (lum > 0)
+    if not look_outer.any():
+        return cover
+    inner = mask_box(look_outer, reach)
+    box = tuple(slice(o.start + i.start, o.start + i.stop) for o, i in zip(outer, inner))
+    look = look_outer[inner]  # over box
+    weight = look.astype(np.float32)
+    log_lum = np.log(np.maximum(lum[inner], 1e-4))
 
     def mean_around(x: np.ndarray, sigma_mm: float) -> np.ndarray:
         return weighted_blur(x, weight, sigma_mm * texels_per_mm)
@@ -120,7 +127,7 @@ def hair_cover(
     hairy = np.minimum(above, below) > HAIR_SHARE
     # Where the photometric fit already hid most of a beard, what is left of it is a fringe along the
     # hidden part, as thin as a fold's band.
-    grown = hairy & look[box]
+    grown = hairy & look
     if hidden is not None:
         grown |= np.asarray(hidden, bool)[box] & np.asarray(region, bool)[box]
     r = max(round(HAIR_CLOSE_MM * texels_per_mm), 1)
@@ -128,11 +135,11 @@ def hair_cover(
     r = max(round(0.5 * HAIR_MIN_WIDTH_MM * texels_per_mm), 1)
     grown = cv2.morphologyEx(grown, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1,) * 2))
     n, labels = cv2.connectedComponents(grown, connectivity=8)
-    hair_texels = np.bincount(labels[hairy & look[box]], minlength=n)
+    hair_texels = np.bincount(labels[hairy & look], minlength=n)
     big = hair_texels >= HAIR_MIN_AREA_MM2 * texels_per_mm**2
     big[0] = False
     # A dense beard's middle is the strands' colour alone, with little texture of its own.
-    patch = (binary_fill_holes(big[labels]) & look[box]).astype(np.float32)
+    patch = (binary_fill_holes(big[labels]) & look).astype(np.float32)
     # Fully covered up to the patch's edge, fading out beyond it.
     cover[box] = 2.0 * cv2.GaussianBlur(patch, (0, 0), max(HAIR_EDGE_MM * texels_per_mm, 0.5))
     return np.where(region, np.clip(cover, 0.0, 1.0), 0.0).astype(np.float32)
