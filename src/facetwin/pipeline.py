@@ -7,8 +7,10 @@ them and writes a result folder (through :mod:`facetwin.io`).
 from __future__ import annotations
 
 import json
+import os
 import platform
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,13 +105,17 @@ def _appearance_files(appearance, albedo_bits: int) -> tuple[dict[str, bytes], d
         "M_Face": linear_to_srgb(appearance.albedo_uv_linear),
         "M_BackHead": linear_to_srgb(appearance.albedo_back_uv_linear),
     }
-    eight = {m: encode_png(a, 8) for m, a in albedo.items()}
-    files = {
-        name: (eight[m] if albedo_bits == 8 else encode_png(albedo[m], albedo_bits))
-        for m, name in _TEXTURE_OF.items()
-    }
-    files["textures/texture_raw.png"] = encode_png(appearance.texture_raw_srgb, 8)
-    files["textures/confidence.png"] = encode_png(appearance.confidence, 8)
+    images = {("eight", m): (a, 8) for m, a in albedo.items()}
+    if albedo_bits != 8:
+        images |= {("deep", m): (a, albedo_bits) for m, a in albedo.items()}
+    images[("file", "textures/texture_raw.png")] = (appearance.texture_raw_srgb, 8)
+    images[("file", "textures/confidence.png")] = (appearance.confidence, 8)
+    # Each PNG is compressed on its own, and OpenCV lets go of the GIL while it does.
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        encoded = dict(zip(images, pool.map(lambda job: encode_png(*job), images.values())))
+    eight = {m: encoded["eight", m] for m in albedo}
+    files = {name: encoded["eight" if albedo_bits == 8 else "deep", m] for m, name in _TEXTURE_OF.items()}
+    files |= {name: png for (kind, name), png in encoded.items() if kind == "file"}
     return files, eight
 
 

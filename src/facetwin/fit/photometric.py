@@ -492,9 +492,9 @@ def refine_photometric(
         exclude: (h, w) bool pixels of the crop known not to be skin (hair an earlier pass found on the
             surface), or None. The crop is the one this call makes (the returned ``view``): an earlier call
             with the same image, landmarks, box, ``work_px`` and fit camera made the same one.
-        visibility: (V, D) the vertex visibility of ``fit.vertices`` over :data:`N_DIRECTIONS` directions, as
-            an earlier call with the same ``fit`` returned it (``PhotometricFit.visibility``), or None to
-            compute it (the costliest step of setting up).
+        visibility: (V, D) vertex visibility over :data:`N_DIRECTIONS` directions to take instead of that of
+            ``fit.vertices`` (the costliest step of setting up): an earlier call's
+            ``PhotometricFit.visibility``, whose fit this one starts from or refines, or None to compute it.
 
     Returns:
         :class:`PhotometricFit`.

@@ -765,7 +765,9 @@ def estimate_appearance(
 
     Where hair covers more than :data:`HAIR_REFIT_FRACTION` of the lower face, the photometric fit took it
     for skin when it fitted the light and the albedo; the stage is run again with the hair's pixels left
-    out of that fit (``metrics["refit_without_hair"]``).
+    out of that fit (``metrics["refit_without_hair"]``). The second run keeps the first's pose and shape
+    (the landmark term holds them; Douglass's albedo moved by 0.1 sRGB levels on average when it refined
+    them again, at twice the cost) and fits the light and albedo again.
 
     Args:
         model: the head model.
@@ -813,8 +815,10 @@ def estimate_appearance(
         app = first
         app.metrics["refit_without_hair"] = False
     else:
-        app = _estimate(model, prepared, face, fit, points, int(texture_size), options, hair_found=first)
+        app = _estimate(model, prepared, face, first.fit, points, int(texture_size), options, hair_found=first)
         app.metrics["refit_without_hair"] = True
+        # The geometry is the first pass's: the refit takes it as it is and fits the light and albedo again.
+        app.metrics["photometric"].update(first.geometry_metrics)
         app.metrics["hair_fraction_beard_region"] = first.fraction
         app.metrics["seconds"]["first_pass"] = round(first.seconds, 3)
     app.metrics["jpeg_colour_smoothed"] = unwrap_linear is not image_linear
@@ -841,6 +845,8 @@ class _HairFound:
 
     pixels: np.ndarray  # (h, w) bool, the photometric fit's crop
     visibility: np.ndarray  # (V, D) bool, the landmark fit's vertex visibility (the same in every pass)
+    fit: Fit  # the first pass's photometric fit
+    geometry_metrics: dict  # its refinement of the landmark fit's geometry (PhotometricFit.metrics' entries)
     fraction: float  # of the beard region
     seconds: float  # the first pass's
 
@@ -885,7 +891,7 @@ def _estimate(model, prepared, face, fit, points, size, options, hair_found) -> 
         face.landmarks,
         fit,
         points,
-        refine_geometry=options.refine_geometry,
+        refine_geometry=options.refine_geometry and hair_found is None,
         monotone=monotone,
         fit_sheen=options.remove_shine,
         exclude=None if hair_found is None else hair_found.pixels,
@@ -1066,6 +1072,10 @@ def _estimate(model, prepared, face, fit, points, size, options, hair_found) -> 
         return _HairFound(
             pixels=_hair_pixels(model, hair, new_fit, view, phot.skin_mask.shape),
             visibility=phot.visibility,
+            fit=new_fit,
+            geometry_metrics={
+                k: _round(phot.metrics[k]) for k in ("landmark_loss_before", "landmark_loss_after", "face_vertex_shift_mm")
+            },
             fraction=round(hair_fraction, 4),
             seconds=sum(seconds.values()),
         )
