@@ -6,9 +6,14 @@ saw it), the tile's left-right mirror map (:func:`facetwin.texture.uvmap.mirror_
 on the surface:
 
 1. Mirror. ``M`` and ``c_m`` are the texture and the confidence at each texel's mirror image, sampled
-   bilinearly, with each texel weighted by its confidence. Own and mirrored are blended where the own
-   confidence is low: ``B = (c T + (1 - c) c_m M) / (c + (1 - c) c_m)``, with combined confidence
-   ``c_b = c + (1 - c) c_m``.
+   bilinearly, with each texel weighted by its confidence. The two sides of a photographed face are not
+   lit alike, and what the delighting leaves differs between them; so ``M`` is first brought to the own
+   side's level, ``M <- M exp(r)``, with ``r`` the Gaussian mean (``mirror_level_uv`` of the tile) of
+   ``log T - log M`` over the texels both sides saw well (``c c_m`` past :data:`MIRROR_LEVEL_FROM`), in
+   full where they are at least :data:`MIRROR_LEVEL_SUPPORT` of the neighbourhood, fading out where fewer
+   are. Own and mirrored are
+   then blended where the own confidence is low: ``B = (c T + (1 - c) c_m M) / (c + (1 - c) c_m)``, with
+   combined confidence ``c_b = c + (1 - c) c_m``.
 2. Fill. Texels with ``c_b >= known_threshold`` keep ``B``. On the others, the unknown region ``U``, the
    output ``F`` minimises (with ``F = B`` on the known texels, sums over 4-neighbour edges of valid texels)
    ``sum (F_i - F_j - g_ij)^2 + sum over U of mu_u (F_u - G_u)^2``. The guidance
@@ -42,6 +47,20 @@ KNOWN_THRESHOLD = 0.5
 FALLBACK_DECAY_UV = 0.1
 """Distance, as a fraction of the tile (about 2 cm on the face), over which the fill relaxes to the
 fallback tone where neither side was seen."""
+MIRROR_LEVEL_UV = 0.03
+"""Gaussian sigma, a fraction of the tile (about 1 cm on the face), of the neighbourhood over which the
+mirrored colour is brought to the own side's level (step 1 of the module docstring). Without it a hole the
+photo's side left (a texel given up by a later test) took the other side's colour as it was:
+frederick_douglass_1879's lit side put white specks into the darker one at the eye. A third of this drew
+the own side's shadow at the eye's corner into the hole."""
+MIRROR_LEVEL_FROM = (0.8, 0.95)
+"""``c c_m`` over which a texel comes to count fully in the level's mean: only what both sides saw well. A
+texel whose confidence a later test lowered (a whitened cheek's shine, a lit nose wing's rim) is what the
+mirror is to replace, not a level to bring it to: counted by ``c c_m``, the rims of such patches darkened
+the mirrored cheek by 0.17 (log) and lit a nose wing's crescent 0.28 brighter than the skin."""
+MIRROR_LEVEL_SUPPORT = 0.2
+"""Share of the neighbourhood (Gaussian-weighted, :data:`MIRROR_LEVEL_FROM`) seen well by both sides from
+which the level is matched in full; less support, less of it."""
 SOLVE_SIZE = 256
 """Largest grid on which the correction is solved exactly. 512 gives a sharper correction at about 2 s
 more (sparse LU)."""
@@ -98,8 +117,9 @@ class Completion:
 
 
 @numba.njit(cache=True, parallel=True)
-def _mirror_blend(texture, conf, valid, mirror, blended, c_b):  # pragma: no cover - compiled
-    """Stage 1: ``B`` and ``c_b`` from the own texel and the bilinear, confidence-weighted mirror sample.
+def _mirror_blend(texture, conf, own, valid, mirror, gain, blended, c_b):  # pragma: no cover - compiled
+    """Stage 1: ``B`` and ``c_b`` from the own texel, with confidence ``own``, and the bilinear, ``conf``
+    weighted mirror sample times ``gain`` (S, S, 3); with ``own`` 0, ``M`` and ``c_m``.
 
     ``conf`` is 0 off the surface, so those texels are never read; off the surface both outputs are 0.
     """
@@ -107,7 +127,7 @@ def _mirror_blend(texture, conf, valid, mirror, blended, c_b):  # pragma: no cov
     for i in numba.prange(h):
         acc = np.zeros(3)
         for j in range(w):
-            c = conf[i, j]
+            c = own[i, j]
             acc[:] = 0.0
             total = 0.0
             if not valid[i, j]:
@@ -135,8 +155,8 @@ def _mirror_blend(texture, conf, valid, mirror, blended, c_b):  # pragma: no cov
             cb = c + (1.0 - c) * total
             c_b[i, j] = cb
             for k in range(3):
-                own = c * texture[i, j, k] if c > 0.0 else 0.0
-                blended[i, j, k] = (own + (1.0 - c) * acc[k]) / cb if cb > 0.0 else 0.0
+                own_part = c * texture[i, j, k] if c > 0.0 else 0.0
+                blended[i, j, k] = (own_part + (1.0 - c) * gain[i, j, k] * acc[k]) / cb if cb > 0.0 else 0.0
 
 
 @numba.njit(cache=True)
@@ -378,6 +398,7 @@ def complete_texture(
     *,
     known_threshold: float = KNOWN_THRESHOLD,
     fallback_decay_uv: float | None = FALLBACK_DECAY_UV,
+    mirror_level_uv: float | None = MIRROR_LEVEL_UV,
     solve_size: int = SOLVE_SIZE,
 ) -> Completion:
     """Complete one UV tile: mirror, then a seamless fill, then the fallback tone (see the module docstring).
@@ -394,6 +415,8 @@ def complete_texture(
         fallback_decay_uv: distance (fraction of the tile) over which the fill relaxes to the fallback where
             nothing was seen; None for a pure harmonic fill (the fallback then only fills regions with no
             known texel at all).
+        mirror_level_uv: Gaussian sigma (a fraction of the tile) over which the mirrored colour is brought to
+            the own side's level where both sides were seen (step 1); None takes it as it is.
         solve_size: the largest grid on which the correction is solved exactly; larger tiles solve it on
             blocks and upsample it.
 
@@ -422,13 +445,18 @@ def complete_texture(
         raise ValueError(f"known_threshold: expected (0, 1], got {known_threshold}")
     if fallback_decay_uv is not None and not fallback_decay_uv > 0.0:
         raise ValueError(f"fallback_decay_uv: expected > 0 or None, got {fallback_decay_uv}")
+    if mirror_level_uv is not None and not mirror_level_uv > 0.0:
+        raise ValueError(f"mirror_level_uv: expected > 0 or None, got {mirror_level_uv}")
     if int(solve_size) != solve_size or solve_size < 8:
         raise ValueError(f"solve_size: expected an integer >= 8, got {solve_size}")
 
     c = np.where(ok, conf, 0.0).astype(np.float32)
     blended = np.empty_like(tex)
     c_b = np.empty_like(c)
-    _mirror_blend(tex, c, ok, mir, blended, c_b)
+    gain = np.ones_like(tex)
+    if mirror_level_uv is not None:
+        gain = _mirror_gain(tex, c, ok, mir, mirror_level_uv * size)
+    _mirror_blend(tex, c, c, ok, mir, gain, blended, c_b)
     out = np.empty_like(tex)
     if np.any(ok & (c_b < known_threshold)):
         h = _correction(
@@ -438,6 +466,22 @@ def complete_texture(
         h = np.zeros_like(tex)
     _compose(blended, c_b, ok, h, known_threshold, fb, out)
     return Completion(texture_linear=out, confidence=c_b)
+
+
+def _mirror_gain(texture, conf, valid, mirror, sigma: float) -> np.ndarray:
+    """(S, S, 3) float32 ``exp(r)`` of step 1 of the module docstring: the factor that brings the mirrored
+    colour to the own side's level, from the texels both sides saw within ``sigma`` texels."""
+    mirrored = np.empty_like(texture)
+    c_m = np.empty_like(conf)
+    _mirror_blend(texture, conf, np.zeros_like(conf), valid, mirror, np.ones_like(texture), mirrored, c_m)
+    from facetwin.texture.delight import smoothstep
+
+    both = smoothstep(conf * c_m, *MIRROR_LEVEL_FROM)
+    seen = both > 0.0
+    ratio = np.zeros_like(texture)
+    ratio[seen] = np.log(np.maximum(texture[seen], 1e-4)) - np.log(np.maximum(mirrored[seen], 1e-4))
+    support = np.clip(gaussian_blur(both, sigma) / MIRROR_LEVEL_SUPPORT, 0.0, 1.0)
+    return np.exp(weighted_blur(ratio, both, sigma) * support[..., None]).astype(np.float32)
 
 
 def drop_islands(confidence: np.ndarray, min_texels: int, threshold: float = KNOWN_THRESHOLD) -> np.ndarray:
