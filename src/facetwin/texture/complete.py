@@ -470,18 +470,35 @@ def complete_texture(
 
 def _mirror_gain(texture, conf, valid, mirror, sigma: float) -> np.ndarray:
     """(S, S, 3) float32 ``exp(r)`` of step 1 of the module docstring: the factor that brings the mirrored
-    colour to the own side's level, from the texels both sides saw within ``sigma`` texels."""
-    mirrored = np.empty_like(texture)
-    c_m = np.empty_like(conf)
-    _mirror_blend(texture, conf, np.zeros_like(conf), valid, mirror, np.ones_like(texture), mirrored, c_m)
+    colour to the own side's level, from the texels both sides saw within ``sigma`` texels. It is smooth at
+    that scale, so it is found on blocks of about a quarter of ``sigma`` (each block's confidence-weighted
+    mean colour, and its centre's mirror) and enlarged bilinearly."""
+    import cv2
+
     from facetwin.texture.delight import smoothstep
 
-    both = smoothstep(conf * c_m, *MIRROR_LEVEL_FROM)
+    size = conf.shape[0]
+    k = max(int(sigma // 4), 1)
+    n = -(-size // k)
+    weight = np.where(valid, conf, 0.0).astype(np.float32)
+    small_conf = cv2.resize(weight, (n, n), interpolation=cv2.INTER_AREA)
+    colour = np.where(weight[..., None] > 0.0, np.nan_to_num(texture), 0.0) * weight[..., None]
+    small = cv2.resize(colour.astype(np.float32), (n, n), interpolation=cv2.INTER_AREA)
+    small /= np.maximum(small_conf, 1e-6)[..., None]
+    # The mirror of each block's centre texel, in block units.
+    centres = np.minimum(np.arange(n) * k + k // 2, size - 1)
+    small_mirror = np.ascontiguousarray(mirror[np.ix_(centres, centres)] / k, np.float32)
+    small_valid = small_conf > 0.0
+    mirrored = np.empty_like(small)
+    c_m = np.empty_like(small_conf)
+    _mirror_blend(small, small_conf, np.zeros_like(small_conf), small_valid, small_mirror, np.ones_like(small), mirrored, c_m)
+    both = smoothstep(small_conf * c_m, *MIRROR_LEVEL_FROM)
     seen = both > 0.0
-    ratio = np.zeros_like(texture)
-    ratio[seen] = np.log(np.maximum(texture[seen], 1e-4)) - np.log(np.maximum(mirrored[seen], 1e-4))
-    support = np.clip(gaussian_blur(both, sigma) / MIRROR_LEVEL_SUPPORT, 0.0, 1.0)
-    return np.exp(weighted_blur(ratio, both, sigma) * support[..., None]).astype(np.float32)
+    ratio = np.zeros_like(small)
+    ratio[seen] = np.log(np.maximum(small[seen], 1e-4)) - np.log(np.maximum(mirrored[seen], 1e-4))
+    support = np.clip(gaussian_blur(both, sigma / k) / MIRROR_LEVEL_SUPPORT, 0.0, 1.0)
+    log_gain = weighted_blur(ratio, both, sigma / k) * support[..., None]
+    return np.exp(cv2.resize(log_gain, (size, size), interpolation=cv2.INTER_LINEAR)).astype(np.float32)
 
 
 def drop_islands(confidence: np.ndarray, min_texels: int, threshold: float = KNOWN_THRESHOLD) -> np.ndarray:
