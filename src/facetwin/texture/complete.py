@@ -11,9 +11,8 @@ on the surface:
    side's level, ``M <- M exp(r)``, with ``r`` the Gaussian mean (``mirror_level_uv`` of the tile) of
    ``log T - log M`` over the texels both sides saw well (``c c_m`` past :data:`MIRROR_LEVEL_FROM`), in
    full where they are at least :data:`MIRROR_LEVEL_SUPPORT` of the neighbourhood, fading out where fewer
-   are. Own and mirrored are
-   then blended where the own confidence is low: ``B = (c T + (1 - c) c_m M) / (c + (1 - c) c_m)``, with
-   combined confidence ``c_b = c + (1 - c) c_m``.
+   are. Own and mirrored are then blended where the own confidence is low:
+   ``B = (c T + (1 - c) c_m M) / (c + (1 - c) c_m)``, with combined confidence ``c_b = c + (1 - c) c_m``.
 2. Fill. Texels with ``c_b >= known_threshold`` keep ``B``. On the others, the unknown region ``U``, the
    output ``F`` minimises (with ``F = B`` on the known texels, sums over 4-neighbour edges of valid texels)
    ``sum (F_i - F_j - g_ij)^2 + sum over U of mu_u (F_u - G_u)^2``. The guidance
@@ -453,8 +452,9 @@ def complete_texture(
     c = np.where(ok, conf, 0.0).astype(np.float32)
     blended = np.empty_like(tex)
     c_b = np.empty_like(c)
-    gain = np.ones_like(tex)
-    if mirror_level_uv is not None:
+    if mirror_level_uv is None:
+        gain = np.ones_like(tex)
+    else:
         gain = _mirror_gain(tex, c, ok, mir, mirror_level_uv * size)
     _mirror_blend(tex, c, c, ok, mir, gain, blended, c_b)
     out = np.empty_like(tex)
