@@ -1766,6 +1766,23 @@ def test_crease_shadows_known_answers(model, world, monkeypatch):
     assert keep[reg.lips & far_from_corner].min() == 1.0 and keep[ring & uvr.valid].min() > 0.95
 
 
+def test_fold_lines_match_scikit_images_hessian():
+    """The hand-written Hessian of :func:`fold_lines` against scikit-image's (the reference it replaces)."""
+    from skimage.feature import hessian_matrix, hessian_matrix_eigvals
+
+    from facetwin.texture.delight import FOLD_LINE_ANISOTROPY, fold_lines, smoothstep
+
+    rng = np.random.default_rng(5)
+    level = cv2.GaussianBlur(rng.normal(size=(70, 90)).astype(np.float32), (0, 0), 2.0)
+    hessian = hessian_matrix(level, sigma=0.5, order="rc", use_gaussian_derivatives=False)
+    first, second = np.abs(hessian_matrix_eigvals(hessian))
+    big, small = np.maximum(first, second), np.minimum(first, second)
+    want = smoothstep((big - small) / np.maximum(big + small, 1e-12), *FOLD_LINE_ANISOTROPY)
+    got = fold_lines(level)
+    assert got.shape == level.shape and 0.2 < float(got.mean()) < 0.8
+    assert np.abs(got - want).max() < 1e-4
+
+
 def test_residual_shading_known_answers():
     """On light skin a gray dip (a fold's shadow) is read as shading, as much of it as the ridge lets
     through, and a melanin mark of the same size is not; on dark skin, where melanin darkens every channel

@@ -10,6 +10,7 @@ import torch
 
 import appearance_scenes as S
 from facetwin.fit.photometric import (
+    Adam,
     _channels,
     _light_columns,
     _residual,
@@ -212,6 +213,29 @@ def test_bad_inputs(model, points, scene):
         refine_photometric(model, img, sc.face.landmarks[:10], scene["fit"], points)
     with pytest.raises(ValueError, match="which"):
         landmark_polygon(sc.face.landmarks, "nose")
+
+
+def test_adam_takes_torchs_steps():
+    """Known answer: the same trajectory as ``torch.optim.Adam`` (defaults, one group per tensor) on a
+    quadratic with gradients of mixed sign and scale, a tensor left without gradient on some steps."""
+    gen = torch.Generator().manual_seed(3)
+    targets = [torch.randn(5, generator=gen) * 10.0, torch.randn(3, 2, generator=gen)]
+    lrs = [0.03, 2e-3]
+    ours = [torch.zeros_like(t, requires_grad=True) for t in targets]
+    theirs = [torch.zeros_like(t, requires_grad=True) for t in targets]
+    opt_ours = Adam(ours, lrs)
+    opt_theirs = torch.optim.Adam([{"params": [p], "lr": lr} for p, lr in zip(theirs, lrs)])
+    for step in range(60):
+        for params, opt in ((ours, opt_ours), (theirs, opt_theirs)):
+            opt.zero_grad()
+            used = params if step % 7 else params[:1]
+            sum((((p - t) * (1 + t.abs())) ** 2).sum() for p, t in zip(used, targets)).backward()
+            opt.step()
+    for a, b in zip(ours, theirs):
+        assert torch.equal(a, b)
+    assert float((ours[0].detach() - targets[0]).abs().max()) < float(targets[0].abs().max())
+    with pytest.raises(ValueError, match="one learning rate per tensor"):
+        Adam(ours, lrs[:1])
 
 
 def test_landmark_polygons(scene):

@@ -65,8 +65,10 @@ def reconstruct(
     from rich.console import Console
 
     from facetwin.model import load_model
+    from facetwin.pipeline import keep_freed_memory
     from facetwin.pipeline import reconstruct as run
 
+    keep_freed_memory()
     if texture_size != 0 and not 256 <= texture_size <= 4096:
         _fail(f"--texture-size must be 0 or from 256 to 4096, got {texture_size}")
     options = {"face_index": face, "focal_px": focal, "texture_size": texture_size or None,
