@@ -56,10 +56,11 @@ def keep_freed_memory() -> bool:
 
     The appearance stage allocates and frees hundreds of tile-sized arrays (16 to 100 MB at 2048). By default
     glibc maps each one afresh and unmaps it on free, so every array costs a page fault per 4 KiB touched:
-    about 1.5 s of frederick_douglass_1879's 9.7 s appearance stage here (8.2 s without). Serving them from
-    the heap, which is never trimmed, reuses the pages; the heap only grows to the run's peak, which is where
-    the resident size went anyway. Process-wide, so only the command line and the benchmark call it, not the
-    library.
+    about 1.5 s of frederick_douglass_1879's 9.7 s appearance stage here (8.2 s without), 8 s of astronaut's
+    37 s run at 4096 (28.5 s without). Serving them from the heap, which is never trimmed, reuses the pages.
+    The cost is memory: the heap fragments, and the peak resident size rose from 1.55 to 1.8 GB for a photo
+    at 2048 and from 4.5 to 5.5 GB at 4096 (a smaller trim threshold or no top pad kept 5.2-5.4 GB).
+    Process-wide, so only the command line and the benchmark call it, not the library.
 
     Returns:
         True where the C library took the settings (glibc); False elsewhere (macOS, musl), changing nothing.
