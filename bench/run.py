@@ -33,6 +33,47 @@ def _stage_seconds(report: dict) -> dict[str, float]:
     return out
 
 
+def _seen_face_contrast(out_dir: Path, model) -> dict[str, float] | None:
+    """How far the albedo's seen face stands out from its own edge and from the fill: median log luminance
+    of well-seen plain skin (confidence > 0.5, the features and 1.5 mm around them left out) within 4 mm of
+    the seen region's outer edge (``rim``), of the fill up to 12 mm beyond it (``halo``) and from 40 mm
+    beyond it (``fill``), each less that of the seen skin more than 15 mm inside (natural log). Light the
+    delighting left in shows here as a face lighter in its middle than at its edge and than the fill (the
+    "mask" an albedo map opened as an image shows); 0 everywhere is a map without it. None without maps."""
+    import cv2
+    import numpy as np
+    from PIL import Image
+
+    from facetwin.frames import srgb_to_linear
+    from facetwin.texture.regions import face_regions
+    from facetwin.texture.uvmap import tile_cm_per_uv
+
+    albedo_png, confidence_png = out_dir / "textures" / "albedo.png", out_dir / "textures" / "confidence.png"
+    if not albedo_png.is_file() or not confidence_png.is_file():
+        return None
+    albedo = np.asarray(Image.open(albedo_png).convert("RGB"), np.float32) / 255.0
+    confidence = np.asarray(Image.open(confidence_png).convert("L"), np.float32) / 255.0
+    size = albedo.shape[0]
+    per_mm = size / (10.0 * tile_cm_per_uv(model, 0))
+    lum = np.log(np.maximum(srgb_to_linear(albedo).mean(axis=2), 1e-4))
+    grow = max(round(1.5 * per_mm), 1)
+    features = cv2.dilate(face_regions(model, size).features.astype(np.uint8), np.ones((2 * grow + 1,) * 2, np.uint8))
+    seen = (confidence > 0.5).astype(np.uint8)
+    close = max(round(3.0 * per_mm), 1)
+    hull = cv2.morphologyEx(seen, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * close + 1,) * 2))
+    outline, _ = cv2.findContours(hull, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    solid = cv2.drawContours(np.zeros_like(seen), outline, -1, 1, -1)
+    inside = cv2.distanceTransform(solid, cv2.DIST_L2, 5) / per_mm
+    outside = cv2.distanceTransform(1 - solid, cv2.DIST_L2, 5) / per_mm
+    plain = features == 0
+    parts = {"interior": (seen > 0) & (inside > 15.0), "rim": (seen > 0) & (inside <= 4.0),
+             "halo": (outside > 0.0) & (outside <= 12.0), "fill": outside > 40.0}
+    level = {k: float(np.median(lum[m & plain])) for k, m in parts.items() if (m & plain).sum() >= 500}
+    if "interior" not in level:
+        return None
+    return {k: round(v - level["interior"], 3) for k, v in level.items() if k != "interior"}
+
+
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
@@ -73,6 +114,7 @@ def main() -> int:
             row = {"photo": photo.name, "error": error,
                    "median_s": {s: round(statistics.median(v), 4) for s, v in stage_runs.items()}}
             if error is None:
+                row["seen_face_contrast_log"] = _seen_face_contrast(res.out_dir, model)
                 row["faces"] = len(res.report["faces"])
                 row["size"] = [res.report["input"]["width"], res.report["input"]["height"]]
                 det_fit = [d + f for d, f in zip(stage_runs["detect"], stage_runs["fit"])]
@@ -154,6 +196,10 @@ def main() -> int:
         lines += ["", (f"fresh process (command line, imports and first calls included): {cold['photo']} "
                        f"{cold['wall_s']:.2f} s wall, report total {cold['timings']['total']:.2f} s, "
                        f"photo to albedo {cold['photo_to_albedo_s']:.2f} s")]
+    lines += ["", "seen face against its rim / the fill beside it / the far fill (median log luminance of the albedo, "
+              "0 = no mask): " + "; ".join(
+                  f"{r['photo']} " + "/".join(f"{c.get(k, float('nan')):+.2f}" for k in ("rim", "halo", "fill"))
+                  for r in rows if (c := r.get("seen_face_contrast_log")))]
     lines += ["", nme.get("summary", "")]
     (args.out / "bench.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
