@@ -185,3 +185,21 @@ print(int(took), mapped >> 20, mallinfo2().arena >> 20)
     (mapped_keep, heap_keep), (mapped_default, heap_default) = mib["keep"], mib["default"]
     assert mapped_default >= 64 and heap_default < 64, mib
     assert mapped_keep == 0 and heap_keep >= 64, mib
+
+
+def test_a_run_leaves_out_slow_imports(tmp_path, photos_dir):
+    """A whole run with the appearance stage imports neither ``torch._dynamo`` (``torch.optim`` pulls it in:
+    1.8 s; the photometric fit has its own Adam) nor scikit-image (``skimage.feature``: 0.9 s; the fold
+    lines' Hessian is written out). In a child process, so the test session's imports do not count."""
+    code = """
+import sys
+from pathlib import Path
+from facetwin.model import load_model
+from facetwin.pipeline import reconstruct
+reconstruct(sys.argv[1], Path(sys.argv[2]), load_model(), texture_size=256)
+print(sorted(m for m in sys.modules if m == "torch._dynamo" or m.split(".")[0] == "skimage"))
+"""
+    out = subprocess.run([sys.executable, "-c", code, str(photos_dir / "bryan_small_glasses.png"), str(tmp_path / "out")],
+                         capture_output=True, text=True, check=True, timeout=300)
+    assert (tmp_path / "out" / "textures" / "albedo.png").is_file()
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout
